@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, with its set-up, on a fresh Debian machine (run as root or with sudo):
+#   ./scripts/test.sh
+# 1. installs what the tests need (redis-server; a Python virtualenv with tritonclient[grpc]),
+# 2. checks formatting and lints,
+# 3. runs every Rust test (unit, property, integration against real processes and Redis),
+# 4. runs the Python tests, in which an unmodified Triton client drives `fudo serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+if ! command -v redis-server >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-sentinel >/dev/null
+fi
+redis-server --version
+VENV=${FUDO_TEST_VENV:-$HOME/.cache/fudo/test-venv}
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import tritonclient.grpc' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'tritonclient[grpc]' numpy pytest
+fi
+"$VENV/bin/python" -c 'import tritonclient, numpy; print("tritonclient", tritonclient.__version__ if hasattr(tritonclient, "__version__") else "ok")'
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit, property and integration tests)"
+export FUDO_REQUIRE_REDIS=1
+cargo test --all-targets --locked
+
+step "python: tritonclient[grpc] against fudo serve"
+cargo build --locked --bin fudo
+FUDO_BIN="$PWD/target/debug/fudo" "$VENV/bin/pytest" -q tests/python

@@ -1,0 +1,196 @@
+//! One served model on this node: its loaded policy, its router's queue, its shard slots, and
+//! the supervision subtree that runs them:
+//!
+//! ```text
+//! <model> (rest_for_one)
+//! ├── <model>/router
+//! └── <model>/shards (one_for_one)
+//!     ├── <model>/shard-0
+//!     └── <model>/shard-N
+//! ```
+//!
+//! `rest_for_one` because shards depend on the router: if the router is restarted the shards
+//! are restarted after it, while a shard failure touches only that shard.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    InferError, Job, JobOutput, WorkQueue,
+    router::Router,
+    shard::{Shard, ShardArgs},
+    shard_slot::ShardSlot,
+    work_queue::QueueLimits,
+};
+use crate::{
+    config::ModelsConfig,
+    metrics::Metrics,
+    model::{LoadedModel, Policy, PolicySpec},
+    supervision::{
+        Backoff, ChildSpec, Directory, Intensity, RestartType, Strategy, Supervisor,
+        SupervisorSpec, spawn_linked_fn,
+    },
+};
+
+/// One served model.
+pub struct ModelHost {
+    /// Model name.
+    pub name: String,
+    /// Loaded version.
+    pub version: String,
+    /// The loaded model (config, manifest, policy).
+    pub model: LoadedModel,
+    /// The router's queue.
+    pub queue: Arc<WorkQueue>,
+    /// One slot per shard position.
+    pub slots: Vec<Arc<ShardSlot>>,
+    metrics: Arc<Metrics>,
+    intensity: Intensity,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for ModelHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelHost")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelHost {
+    /// Prepares a model for serving (nothing runs until its subtree is started).
+    pub fn new(model: LoadedModel, config: &ModelsConfig, metrics: Arc<Metrics>) -> Self {
+        let name = model.name.clone();
+        let limits = QueueLimits {
+            max_batch: config.max_batch,
+            max_wait: config.max_wait(),
+            capacity: config.queue_capacity,
+            max_attempts: config.max_attempts,
+        };
+        let queue = Arc::new(WorkQueue::new(
+            name.clone(),
+            model.policy.spec().clone(),
+            limits,
+        ));
+        let slots = (0..config.shards)
+            .map(|i| Arc::new(ShardSlot::new(format!("{name}/shard-{i}"))))
+            .collect();
+        Self {
+            version: model.version.clone(),
+            name,
+            model,
+            queue,
+            slots,
+            metrics,
+            intensity: Intensity {
+                max_restarts: config.max_restarts,
+                period: Duration::from_millis(config.restart_period_ms),
+            },
+            backoff: config.backoff(),
+        }
+    }
+
+    /// The policy's dimensions.
+    pub fn spec(&self) -> &PolicySpec {
+        self.model.policy.spec()
+    }
+
+    /// Name of this model's router actor.
+    pub fn router_name(&self) -> String {
+        format!("{}/router", self.name)
+    }
+
+    /// Runs `rows` observation rows (with their recurrent state, if any) through the model.
+    pub async fn infer(
+        &self,
+        request_id: String,
+        rows: usize,
+        obs: Vec<f32>,
+        state: Vec<f32>,
+        deadline: Instant,
+    ) -> Result<JobOutput, InferError> {
+        let (job, answer) = Job::new(request_id, rows, obs, state, deadline);
+        let enqueued_at = job.enqueued_at;
+        self.queue.submit(job)?;
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            // The queue always answers before dropping a job; a dropped sender means the node
+            // is shutting down.
+            Ok(Err(_)) => Err(InferError::Draining(self.name.clone())),
+            Err(_) => Err(InferError::DeadlineExceeded {
+                waited_us: enqueued_at.elapsed().as_micros() as u64,
+            }),
+        }
+    }
+
+    /// The supervision subtree of this model, as a child of the node supervisor.
+    pub fn child_spec(self: &Arc<Self>, directory: Directory) -> ChildSpec {
+        let host = self.clone();
+        Supervisor::child_spec(
+            Arc::new(move || host.subtree_spec(directory.clone())),
+            RestartType::Permanent,
+        )
+    }
+
+    fn subtree_spec(self: &Arc<Self>, directory: Directory) -> SupervisorSpec {
+        let queue = self.queue.clone();
+        let router = ChildSpec::new(
+            "router",
+            "router",
+            RestartType::Permanent,
+            spawn_linked_fn(move |_| (Router, queue.clone())),
+        )
+        .with_queue_depth({
+            let queue = self.queue.clone();
+            Arc::new(move || queue.depth() as u64)
+        });
+        let host = self.clone();
+        let shard_dir = directory.clone();
+        let shards = Supervisor::child_spec(
+            Arc::new(move || host.shards_spec(shard_dir.clone())),
+            RestartType::Permanent,
+        );
+        SupervisorSpec {
+            name: self.name.clone(),
+            strategy: Strategy::RestForOne,
+            intensity: self.intensity,
+            backoff: self.backoff,
+            children: vec![router, shards],
+            directory,
+        }
+    }
+
+    fn shards_spec(self: &Arc<Self>, directory: Directory) -> SupervisorSpec {
+        let children = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                let args = ShardArgs {
+                    queue: self.queue.clone(),
+                    policy: self.model.policy.clone() as Arc<dyn Policy>,
+                    slot: slot.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                ChildSpec::new(
+                    format!("shard-{i}"),
+                    "shard",
+                    RestartType::Permanent,
+                    spawn_linked_fn(move |_| (Shard, args.clone())),
+                )
+                .with_name(slot.name.clone())
+            })
+            .collect();
+        SupervisorSpec {
+            name: format!("{}/shards", self.name),
+            strategy: Strategy::OneForOne,
+            intensity: self.intensity,
+            backoff: self.backoff,
+            children,
+            directory,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The `fudo` command line. `main.rs` only parses and hands over to [`run`]; each subcommand
+//! lives in its own file.
+
+pub mod ctl;
+pub mod logging;
+pub mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// fudo: a high-availability inference runtime for deep-RL trading policies.
+#[derive(Debug, Parser)]
+#[command(name = "fudo", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve models over gRPC (with no arguments: the bundled models on 127.0.0.1:8001).
+    Serve(serve::ServeArgs),
+    /// Operate a running node through its admin API.
+    Ctl(ctl::CtlArgs),
+    /// Load-generate against a node and print JSON results.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Ctl(args) => runtime(false)?.block_on(ctl::run(args)),
+        Command::Bench(args) => {
+            logging::init_stderr("warn");
+            // `bench::run` prints the JSON report itself (and writes `--out`).
+            runtime(true)?.block_on(crate::bench::run(args))?;
+            Ok(())
+        }
+    }
+}
+
+/// A tokio runtime: multi-threaded for servers and load generators, single-threaded for
+/// one-shot commands.
+pub fn runtime(multi_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    Ok(builder.enable_all().build()?)
+}

@@ -1,0 +1,365 @@
+//! Node configuration: one TOML document with a sensible default for every setting, so
+//! `fudo serve` needs no file at all. Every setting can be overridden, in increasing order of
+//! precedence, by the config file, by an environment variable `FUDO_<SECTION>_<KEY>` (for
+//! example `FUDO_MODELS_SHARDS=4`), and by a `--set section.key=value` flag.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a configuration could not be built.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The merged document is not a valid configuration.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// An override was not of the form `section.key=value`.
+    #[error("invalid override `{0}`: expected section.key=value, e.g. models.shards=4")]
+    Override(String),
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Network endpoints and node identity.
+    pub server: ServerConfig,
+    /// Which models to serve and how to run them.
+    pub models: ModelsConfig,
+    /// Where recurrent session state lives.
+    pub sessions: SessionsConfig,
+    /// Fault injection for chaos runs.
+    pub chaos: ChaosConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Network endpoints and node identity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address (Triton's default port; loopback unless told otherwise).
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// This node's name, reported as `served_by`.
+    pub node_name: String,
+    /// Region label (e.g. `ap-northeast-1`).
+    pub region: String,
+    /// Availability-zone label.
+    pub az: String,
+    /// Largest accepted request message, in bytes; larger requests get INVALID_ARGUMENT.
+    pub max_message_bytes: usize,
+    /// Largest number of observation rows in one request.
+    pub max_rows_per_request: usize,
+    /// Deadline applied to requests that carry none, in milliseconds.
+    pub default_deadline_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 8002)),
+            node_name: "node-1".to_owned(),
+            region: "local".to_owned(),
+            az: "local-a".to_owned(),
+            max_message_bytes: 4 * 1024 * 1024,
+            max_rows_per_request: 1024,
+            default_deadline_ms: 1_000,
+        }
+    }
+}
+
+/// Which models to serve and how to run them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Model repository laid out `<root>/<name>/<version>/`; empty serves the bundled models
+    /// embedded in the binary.
+    pub repository: Option<PathBuf>,
+    /// Device for the shards: `cpu` or `cuda:N`.
+    pub device: String,
+    /// Shards (replicas) per model.
+    pub shards: usize,
+    /// Most rows one shard runs in a batch.
+    pub max_batch: usize,
+    /// Longest a shard waits for a batch to fill, in microseconds.
+    pub max_wait_us: u64,
+    /// Most rows waiting in a model's queue before new requests are shed.
+    pub queue_capacity: usize,
+    /// Times a request is re-dispatched after shards failed under it before it fails.
+    pub max_attempts: u32,
+    /// Restart intensity: most shard restarts within `restart_period_ms` before escalation.
+    pub max_restarts: u32,
+    /// Restart intensity window, in milliseconds.
+    pub restart_period_ms: u64,
+    /// Delay before the second restart of a shard within the intensity window, in
+    /// microseconds (the first is immediate); it doubles with each further restart.
+    pub restart_backoff_initial_us: u64,
+    /// Longest restart delay, in milliseconds.
+    pub restart_backoff_max_ms: u64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            repository: None,
+            device: "cpu".to_owned(),
+            shards: 2,
+            max_batch: 64,
+            max_wait_us: 100,
+            queue_capacity: 8192,
+            max_attempts: 3,
+            max_restarts: 1000,
+            restart_period_ms: 10_000,
+            restart_backoff_initial_us: 100,
+            restart_backoff_max_ms: 50,
+        }
+    }
+}
+
+/// Where recurrent session state lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// `memory` (the embedded default) or `redis`.
+    pub backend: SessionBackend,
+    /// Redis URL when `backend = "redis"`.
+    pub redis_url: String,
+    /// Past step results kept per session so retried steps are answered without stepping.
+    pub retained_results: usize,
+    /// Idle sessions leave memory after this many seconds (they stay in Redis).
+    pub idle_ttl_s: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            backend: SessionBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            retained_results: 32,
+            idle_ttl_s: 600,
+        }
+    }
+}
+
+/// Session store backends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionBackend {
+    /// In-process memory (lost with the process).
+    Memory,
+    /// Redis, write-through.
+    Redis,
+}
+
+/// Fault injection for chaos runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// Whether the admin API's fault injection works on this node.
+    pub enabled: bool,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, e.g. `info,fudo=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl ModelsConfig {
+    /// The restart backoff of model subtrees.
+    pub fn backoff(&self) -> crate::supervision::Backoff {
+        crate::supervision::Backoff {
+            initial: Duration::from_micros(self.restart_backoff_initial_us),
+            max: Duration::from_millis(self.restart_backoff_max_ms),
+        }
+    }
+
+    /// The batch-fill wait as a duration.
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_micros(self.max_wait_us)
+    }
+}
+
+impl Config {
+    /// Builds the configuration from an optional file, the process environment and `--set`
+    /// overrides, in that order of precedence (last wins).
+    pub fn load(file: Option<&std::path::Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, overrides)
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        env: &[(String, String)],
+        overrides: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut doc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if let Some((section, key)) = env_override_key(name) {
+                set_value(&mut doc, &section, &key, value);
+            }
+        }
+        for item in overrides {
+            let (path, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Override(item.clone()))?;
+            let (section, key) = path
+                .split_once('.')
+                .ok_or_else(|| ConfigError::Override(item.clone()))?;
+            set_value(&mut doc, section.trim(), key.trim(), value.trim());
+        }
+        let config: Config = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot check.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.models;
+        let bad = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if m.shards == 0 {
+            return bad("models.shards must be at least 1");
+        }
+        if m.max_batch == 0 {
+            return bad("models.max_batch must be at least 1");
+        }
+        if m.queue_capacity < m.max_batch {
+            return bad("models.queue_capacity must be at least models.max_batch");
+        }
+        if m.max_attempts == 0 {
+            return bad("models.max_attempts must be at least 1");
+        }
+        if self.server.max_rows_per_request == 0 {
+            return bad("server.max_rows_per_request must be at least 1");
+        }
+        if self.server.default_deadline_ms == 0 {
+            return bad("server.default_deadline_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Maps `FUDO_MODELS_MAX_BATCH` to `("models", "max_batch")` for the known sections.
+fn env_override_key(name: &str) -> Option<(String, String)> {
+    let rest = name.strip_prefix("FUDO_")?;
+    let lower = rest.to_ascii_lowercase();
+    ["server", "models", "sessions", "chaos", "log"]
+        .iter()
+        .find_map(|section| {
+            let key = lower.strip_prefix(section)?.strip_prefix('_')?;
+            (!key.is_empty()).then(|| ((*section).to_owned(), key.to_owned()))
+        })
+}
+
+/// Sets `section.key` to `raw`, read as a TOML value when it parses as one (numbers, booleans)
+/// and as a plain string otherwise (addresses, names, paths).
+fn set_value(doc: &mut toml::Table, section: &str, key: &str, raw: &str) {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let entry = doc
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(table) = entry {
+        table.insert(key.to_owned(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::load_from(None, &[], &[]).expect("defaults");
+        assert_eq!(c, Config::default());
+        assert!(c.server.grpc_addr.ip().is_loopback());
+        assert_eq!(c.server.grpc_addr.port(), 8001);
+        assert_eq!(c.server.metrics_addr.port(), 8002);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fudo.toml");
+        std::fs::write(
+            &path,
+            "[models]\nshards = 3\nmax_batch = 8\n[chaos]\nenabled = true\n",
+        )
+        .expect("write");
+        let env = vec![
+            ("FUDO_MODELS_SHARDS".to_owned(), "5".to_owned()),
+            ("FUDO_SERVER_NODE_NAME".to_owned(), "tokyo-1".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::load_from(Some(&path), &env, &["models.max_batch=16".to_owned()])
+            .expect("load");
+        assert_eq!(c.models.shards, 5);
+        assert_eq!(c.models.max_batch, 16);
+        assert!(c.chaos.enabled);
+        assert_eq!(c.server.node_name, "tokyo-1");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load_from(None, &[], &["models.shards=0".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("models.shards"), "{err}");
+        let err = Config::load_from(None, &[], &["models.nope=1".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+        let err = Config::load_from(None, &[], &["shards=1".to_owned()]).unwrap_err();
+        assert!(matches!(err, ConfigError::Override(_)));
+        let err =
+            Config::load_from(None, &[], &["server.grpc_addr=nowhere".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("grpc_addr") || err.to_string().contains("address"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Recurrent session state: idempotent, deterministic steps and durable snapshots.
+//!
+//! A recurrent policy's step is `(state[t-1], obs[t]) -> (action[t], state[t])`. The recurrent
+//! state does not live in the inference shard but here, in the [`SessionTable`], keyed by
+//! session id. Every step is identified by `(session_id, seq)`:
+//!
+//! - `seq == last + 1` steps the session exactly once (the caller's `infer` closure receives the
+//!   previous state and returns the output and the next state);
+//! - `seq <= last` and still retained returns the recorded result (`replayed: true`) without
+//!   stepping again, so retries and hedged requests are safe;
+//! - anything else is a typed [`SessionError`] that tells the client what to send instead.
+//!
+//! Each recorded step is written through to a [`SessionStore`]: the in-process
+//! [`MemoryStore`] (acknowledged immediately) or the [`RedisStore`], whose writer task
+//! coalesces snapshots per session and pipelines them to Redis. Redis is not on the critical
+//! path: when it is unreachable the store turns `degraded`, keeps the latest snapshot of every
+//! session buffered, retries with backoff and flushes everything on reconnection. Each
+//! [`StepOutcome`] carries the session's durable watermark (the highest seq the store has
+//! acknowledged) so the client library knows which steps it may drop from its replay buffer.
+//!
+//! Layout: [`table`] (the state machine and the per-session locking), [`snapshot`] (what is
+//! stored and its binary encoding), [`store`] (the store enum and the memory store),
+//! [`redis_store`] (the Redis write-through writer), [`error`].
+
+pub mod error;
+pub mod redis_store;
+pub mod snapshot;
+pub mod store;
+pub mod table;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{SessionError, StepError, StoreError};
+pub use redis_store::{RedisStore, RedisStoreOptions};
+pub use snapshot::{SessionSnapshot, StepRecord};
+pub use store::{MemoryStore, SessionStore, StoreHealth};
+pub use table::SessionTable;
+
+/// Tuning of a [`SessionTable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// How many past step results each session keeps for replaying retried seqs (at least 1;
+    /// smaller values are raised to 1). Default 32.
+    pub retained_results: usize,
+    /// Sessions idle for this long are evicted from memory (they stay in the durable store and
+    /// are loaded again on their next step). Sessions with writes the store has not yet
+    /// acknowledged are never evicted. Default 10 minutes.
+    pub idle_ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            retained_results: 32,
+            idle_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One step of a recurrent session, as the table sees it (the observation itself goes to the
+/// `infer` closure, not here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepRequest {
+    /// Model name; a session is pinned to the model and version it started on.
+    pub model: String,
+    /// Model version the request expects to run on.
+    pub model_version: String,
+    /// Client-chosen session id (the key of the session table and of the durable store).
+    pub session_id: String,
+    /// Sequence number of this step; `None` means "the next one" (`last + 1`, or 1 for a new
+    /// session). Sequence numbers should start at 1.
+    pub seq: Option<u64>,
+    /// Begin the session (again) from the zero state at this seq.
+    pub start: bool,
+    /// Close the session after this step.
+    pub end: bool,
+    /// Size of the recurrent state vector of the model.
+    pub state_dim: usize,
+}
+
+/// What a policy step produced for the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepOutput {
+    /// Action-head logits.
+    pub logits: Vec<f32>,
+    /// Value-head estimate.
+    pub value: f32,
+    /// The chosen action.
+    pub action: i64,
+}
+
+/// What the `infer` closure returns: the output plus the next recurrent state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepComputed {
+    /// The step's output, recorded for replays.
+    pub output: StepOutput,
+    /// `state[t]`; must have `state_dim` elements.
+    pub next_state: Vec<f32>,
+}
+
+/// The result of [`SessionTable::step`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutcome {
+    /// The seq this result belongs to (resolved when the request had none).
+    pub seq: u64,
+    /// The step's output (recorded one when `replayed`).
+    pub output: StepOutput,
+    /// `true` when the seq had already been stepped and the recorded result was returned.
+    pub replayed: bool,
+    /// Highest seq of this session whose state the store has acknowledged (0: none yet). The
+    /// client may drop buffered steps up to and including it.
+    pub durable_watermark: u64,
+}

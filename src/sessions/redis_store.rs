@@ -1,0 +1,478 @@
+//! The Redis session store: write-through with a coalescing, pipelining writer, and
+//! write-behind buffering while Redis is unreachable.
+//!
+//! [`RedisStore::write`] never touches the network: it encodes the snapshot and puts it in a
+//! buffer keyed by session id, replacing any older snapshot of that session still waiting
+//! (the latest snapshot supersedes the older ones, so the buffer is bounded by the number of
+//! sessions, however long Redis is away). A single writer task takes up to `max_batch` waiting
+//! sessions, sends one pipeline of `SET fudo:session:{id} <snapshot>` (and `DEL` for deleted
+//! sessions), and on success advances each session's durable watermark and drops the entries
+//! that were not superseded meanwhile.
+//!
+//! On failure the store turns degraded (one `warn` per transition), keeps everything buffered,
+//! drops the connection and retries with exponential backoff (`backoff_min` to `backoff_max`);
+//! while degraded with nothing to write it probes with `PING`. The first successful round
+//! trip clears `degraded` (one `info`). Loads read the buffer first (read-your-writes), then
+//! `GET` with a short overall timeout; they only happen for sessions not in the table's memory.
+//!
+//! The buffer is a map (not a channel) so that coalescing happens at enqueue time and memory
+//! stays bounded by the number of sessions even when the writer cannot drain.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Notify;
+
+use super::{SessionSnapshot, StoreError, StoreHealth};
+
+/// Tuning of a [`RedisStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisStoreOptions {
+    /// Key prefix; a session's key is `{key_prefix}{session_id}`. Default `"fudo:session:"`.
+    pub key_prefix: String,
+    /// Limit for establishing a connection. Default 250 ms.
+    pub connect_timeout: Duration,
+    /// Limit for one pipeline (or command) round trip. Default 1 s.
+    pub response_timeout: Duration,
+    /// Overall limit for a load (connect + `GET`). Default 300 ms.
+    pub load_timeout: Duration,
+    /// First retry delay after a failed flush. Default 50 ms.
+    pub backoff_min: Duration,
+    /// Largest retry delay. Default 2 s.
+    pub backoff_max: Duration,
+    /// Most sessions per pipeline. Default 1024.
+    pub max_batch: usize,
+    /// Expiry set on every snapshot key (refreshed by each write); `None` keeps keys forever.
+    /// Default `None`.
+    pub key_ttl: Option<Duration>,
+}
+
+impl Default for RedisStoreOptions {
+    fn default() -> Self {
+        Self {
+            key_prefix: "fudo:session:".into(),
+            connect_timeout: Duration::from_millis(250),
+            response_timeout: Duration::from_secs(1),
+            load_timeout: Duration::from_millis(300),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            max_batch: 1024,
+            key_ttl: None,
+        }
+    }
+}
+
+/// Handle to the Redis store; clones share the buffer and the writer task, which stops once
+/// the last handle is dropped (after one last flush attempt).
+#[derive(Clone)]
+pub struct RedisStore {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.handle.shared.url)
+            .field("health", &self.health())
+            .finish()
+    }
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+struct Shared {
+    url: String,
+    opts: RedisStoreOptions,
+    conn: ConnSlot,
+    pending: Mutex<Pending>,
+    wake: Notify,
+    acked: Mutex<HashMap<String, u64>>,
+    degraded: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    flushed_total: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// Coalesced, not yet acknowledged operations. Every key of `ops` is either in `queue`
+/// (waiting) or in the writer's current batch (in flight), never both.
+#[derive(Default)]
+struct Pending {
+    ops: HashMap<String, PendingOp>,
+    queue: VecDeque<String>,
+    next_version: u64,
+}
+
+#[derive(Clone)]
+struct PendingOp {
+    version: u64,
+    seq: u64,
+    /// `None`: delete the key.
+    bytes: Option<Arc<[u8]>>,
+}
+
+struct BatchItem {
+    id: String,
+    op: PendingOp,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RedisStore {
+    /// Creates the store and its writer task (must run inside a tokio runtime). Fails only on
+    /// an invalid URL; an unreachable server leaves the store degraded until it connects.
+    pub async fn connect(url: &str, opts: RedisStoreOptions) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let shared = Arc::new(Shared {
+            url: url.to_owned(),
+            conn: ConnSlot::new(client, &opts),
+            opts,
+            pending: Mutex::default(),
+            wake: Notify::new(),
+            acked: Mutex::default(),
+            degraded: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            flushed_total: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        if let Err(e) = shared.conn.get().await {
+            shared.mark_degraded(&e);
+        }
+        tokio::spawn(writer(shared.clone()));
+        Ok(Self {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Enqueues the latest snapshot of `session_id` (see the module docs).
+    pub fn write(&self, session_id: &str, snapshot: &SessionSnapshot) {
+        let bytes: Arc<[u8]> = snapshot.encode().into();
+        self.shared().enqueue(session_id, snapshot.seq, Some(bytes));
+    }
+
+    /// Enqueues the deletion of `session_id`.
+    pub fn delete(&self, session_id: &str) {
+        self.shared().enqueue(session_id, 0, None);
+    }
+
+    /// The buffered snapshot if one waits, else the one in Redis.
+    pub async fn load(&self, session_id: &str) -> Result<Option<SessionSnapshot>, StoreError> {
+        let s = self.shared();
+        let waiting = lock(&s.pending)
+            .ops
+            .get(session_id)
+            .map(|op| op.bytes.clone());
+        if let Some(bytes) = waiting {
+            return bytes.map(|b| SessionSnapshot::decode(&b)).transpose();
+        }
+        let key = s.key(session_id);
+        let get = async {
+            let (generation, mut conn) = s.conn.get().await?;
+            let res: redis::RedisResult<Option<Vec<u8>>> =
+                redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+            if res.is_err() {
+                s.conn.invalidate(generation).await;
+            }
+            Ok::<_, StoreError>(res?)
+        };
+        let res = match tokio::time::timeout(s.opts.load_timeout, get).await {
+            Ok(res) => res,
+            Err(_) => Err(StoreError::Timeout {
+                op: "redis load",
+                after: s.opts.load_timeout,
+            }),
+        };
+        let bytes = res.inspect_err(|e| s.mark_degraded(e))?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        let snapshot = SessionSnapshot::decode(&bytes)?;
+        let mut acked = lock(&s.acked);
+        let mark = acked.entry(session_id.to_owned()).or_default();
+        *mark = (*mark).max(snapshot.seq);
+        Ok(Some(snapshot))
+    }
+
+    /// Highest acknowledged seq of `session_id`.
+    pub fn durable_watermark(&self, session_id: &str) -> u64 {
+        lock(&self.shared().acked)
+            .get(session_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Drops the watermark of a session the table evicted (unless a write still waits).
+    pub fn release(&self, session_id: &str) {
+        let s = self.shared();
+        let pending = lock(&s.pending);
+        if !pending.ops.contains_key(session_id) {
+            lock(&s.acked).remove(session_id);
+        }
+    }
+
+    /// Current health.
+    pub fn health(&self) -> StoreHealth {
+        let s = self.shared();
+        StoreHealth {
+            backend: "redis",
+            degraded: s.degraded.load(Ordering::Acquire),
+            buffered_writes: lock(&s.pending).ops.len(),
+            last_error: lock(&s.last_error).clone(),
+            flushed_total: s.flushed_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until nothing is buffered, or fails after `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if lock(&self.shared().pending).ops.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Timeout {
+                    op: "redis flush",
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Shared {
+    fn key(&self, session_id: &str) -> String {
+        format!("{}{}", self.opts.key_prefix, session_id)
+    }
+
+    fn enqueue(&self, session_id: &str, seq: u64, bytes: Option<Arc<[u8]>>) {
+        {
+            let mut p = lock(&self.pending);
+            p.next_version += 1;
+            let op = PendingOp {
+                version: p.next_version,
+                seq,
+                bytes,
+            };
+            if p.ops.insert(session_id.to_owned(), op).is_none() {
+                p.queue.push_back(session_id.to_owned());
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    fn take_batch(&self) -> Vec<BatchItem> {
+        let mut p = lock(&self.pending);
+        let n = p.queue.len().min(self.opts.max_batch.max(1));
+        let ids: Vec<String> = p.queue.drain(..n).collect();
+        ids.into_iter()
+            .map(|id| {
+                let op = p.ops[&id].clone();
+                BatchItem { id, op }
+            })
+            .collect()
+    }
+
+    /// Sends `batch` as one pipeline (`PING` when empty).
+    async fn send(&self, batch: &[BatchItem]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        if batch.is_empty() {
+            pipe.cmd("PING").ignore();
+        }
+        for item in batch {
+            let key = self.key(&item.id);
+            match &item.op.bytes {
+                Some(bytes) => {
+                    pipe.cmd("SET").arg(key).arg(&bytes[..]);
+                    if let Some(ttl) = self.opts.key_ttl {
+                        pipe.arg("PX").arg(ttl.as_millis().max(1) as u64);
+                    }
+                    pipe.ignore();
+                }
+                None => {
+                    pipe.cmd("DEL").arg(key).ignore();
+                }
+            }
+        }
+        let (generation, mut conn) = self.conn.get().await?;
+        let res = match tokio::time::timeout(self.opts.response_timeout, pipe.exec_async(&mut conn))
+            .await
+        {
+            Ok(res) => res.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Timeout {
+                op: "redis pipeline",
+                after: self.opts.response_timeout,
+            }),
+        };
+        if res.is_err() {
+            self.conn.invalidate(generation).await;
+        }
+        res
+    }
+
+    fn on_success(&self, batch: Vec<BatchItem>) {
+        {
+            let mut acked = lock(&self.acked);
+            for item in &batch {
+                if item.op.bytes.is_some() {
+                    let mark = acked.entry(item.id.clone()).or_default();
+                    *mark = (*mark).max(item.op.seq);
+                } else {
+                    acked.remove(&item.id);
+                }
+            }
+        }
+        let flushed = batch.len() as u64;
+        {
+            let mut p = lock(&self.pending);
+            for item in batch {
+                if p.ops
+                    .get(&item.id)
+                    .is_some_and(|op| op.version == item.op.version)
+                {
+                    p.ops.remove(&item.id);
+                } else {
+                    // Superseded while in flight: flush the newer snapshot in a later round.
+                    p.queue.push_back(item.id);
+                }
+            }
+        }
+        self.flushed_total.fetch_add(flushed, Ordering::Relaxed);
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                url = %self.url,
+                buffered = lock(&self.pending).ops.len(),
+                "session store: redis reachable again; flushing buffered session snapshots"
+            );
+        }
+    }
+
+    fn on_failure(&self, batch: Vec<BatchItem>, err: &StoreError) {
+        {
+            let mut p = lock(&self.pending);
+            for item in batch.into_iter().rev() {
+                p.queue.push_front(item.id);
+            }
+        }
+        self.mark_degraded(err);
+    }
+
+    fn mark_degraded(&self, err: &StoreError) {
+        *lock(&self.last_error) = Some(err.to_string());
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            // Wake the writer so that it probes even when nothing is waiting to be written.
+            self.wake.notify_one();
+            tracing::warn!(
+                url = %self.url,
+                error = %err,
+                buffered = lock(&self.pending).ops.len(),
+                "session store: redis unreachable; durability degraded, buffering session \
+                 snapshots and retrying"
+            );
+        }
+    }
+}
+
+async fn writer(shared: Arc<Shared>) {
+    let mut backoff = shared.opts.backoff_min;
+    loop {
+        let closed = shared.closed.load(Ordering::Acquire);
+        let batch = shared.take_batch();
+        if batch.is_empty() && (closed || !shared.degraded.load(Ordering::Acquire)) {
+            if closed {
+                return;
+            }
+            shared.wake.notified().await;
+            continue;
+        }
+        match shared.send(&batch).await {
+            Ok(()) => {
+                shared.on_success(batch);
+                backoff = shared.opts.backoff_min;
+            }
+            Err(err) => {
+                shared.on_failure(batch, &err);
+                if closed {
+                    tracing::warn!(
+                        url = %shared.url,
+                        lost = lock(&shared.pending).ops.len(),
+                        "session store closed while redis is unreachable; buffered snapshots \
+                         were not made durable"
+                    );
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(shared.opts.backoff_max);
+            }
+        }
+    }
+}
+
+/// One shared multiplexed connection, (re)established on demand. A generation number keeps a
+/// failing user from dropping a newer, healthy connection made by someone else.
+struct ConnSlot {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    slot: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+}
+
+impl ConnSlot {
+    fn new(client: redis::Client, opts: &RedisStoreOptions) -> Self {
+        Self {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(opts.connect_timeout))
+                .set_response_timeout(Some(opts.response_timeout)),
+            connect_timeout: opts.connect_timeout,
+            slot: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    async fn get(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
+        let mut slot = self.slot.lock().await;
+        if let Some((generation, conn)) = &*slot {
+            return Ok((*generation, conn.clone()));
+        }
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config);
+        let conn = match tokio::time::timeout(self.connect_timeout * 2, connect).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    op: "redis connect",
+                    after: self.connect_timeout,
+                });
+            }
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *slot = Some((generation, conn.clone()));
+        Ok((generation, conn))
+    }
+
+    async fn invalidate(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+}

@@ -1,0 +1,740 @@
+//! The session table: per-session state machines with idempotent steps.
+//!
+//! Locking: a short `std` mutex guards the map from session id to entry; each entry has its
+//! own async mutex, held across the store load and the caller's `infer`, so steps of one
+//! session are serialized while different sessions run in parallel. No global lock is held
+//! across an `.await`.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::{
+    SessionConfig, SessionError, SessionSnapshot, SessionStore, StepComputed, StepError,
+    StepOutcome, StepOutput, StepRecord, StepRequest, StoreHealth,
+};
+
+/// The table of live recurrent sessions. Cloning shares it.
+#[derive(Clone)]
+pub struct SessionTable {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SessionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTable")
+            .field("sessions", &self.len())
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store)
+            .finish()
+    }
+}
+
+struct Inner {
+    store: SessionStore,
+    config: SessionConfig,
+    sessions: Mutex<HashMap<String, Arc<AsyncMutex<Slot>>>>,
+}
+
+struct Slot {
+    state: SlotState,
+    last_used: Instant,
+}
+
+enum SlotState {
+    /// Just inserted; the store has not been consulted yet.
+    Unloaded,
+    /// The store has no such session (only while its first, failing or starting, step runs).
+    Absent,
+    Live(SessionSnapshot),
+    /// Removed from the map; whoever finds it must look the session up again.
+    Gone,
+}
+
+/// What a request resolves to, given the session's current snapshot.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    Replay { seq: u64, output: StepOutput },
+    Step { seq: u64, fresh: bool },
+}
+
+impl SessionTable {
+    /// A table over `store`. Inside a tokio runtime it also spawns a sweeper that evicts idle
+    /// sessions from memory every `idle_ttl / 4` (between 100 ms and 30 s); it stops when the
+    /// last handle is dropped. Outside a runtime, call [`SessionTable::evict_idle`] yourself.
+    pub fn new(store: SessionStore, mut config: SessionConfig) -> Self {
+        config.retained_results = config.retained_results.max(1);
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            sessions: Mutex::default(),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let period = (inner.config.idle_ttl / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(30));
+            rt.spawn(sweeper(Arc::downgrade(&inner), period));
+        }
+        Self { inner }
+    }
+
+    /// Runs one step of `req.session_id`.
+    ///
+    /// Validates the seq; a retried seq whose result is retained returns that result
+    /// (`replayed: true`) without calling `infer`; otherwise calls `infer(previous_state)`
+    /// (zeros of `state_dim` for a start) and records its output and next state, written
+    /// through to the store. When `infer` fails nothing changes and the same seq can be retried.
+    pub async fn step<F, Fut, E>(
+        &self,
+        req: StepRequest,
+        infer: F,
+    ) -> Result<StepOutcome, StepError<E>>
+    where
+        F: FnOnce(Vec<f32>) -> Fut,
+        Fut: Future<Output = Result<StepComputed, E>>,
+    {
+        let (entry, mut slot) = self.acquire(&req.session_id, req.start).await?;
+        let result = self.step_locked(&req, &mut slot, infer).await;
+        slot.last_used = Instant::now();
+        if !matches!(slot.state, SlotState::Live(_)) {
+            // Unknown session that did not start: do not keep a placeholder around.
+            slot.state = SlotState::Gone;
+            self.inner.remove_entry(&req.session_id, &entry);
+        }
+        result
+    }
+
+    async fn step_locked<F, Fut, E>(
+        &self,
+        req: &StepRequest,
+        slot: &mut Slot,
+        infer: F,
+    ) -> Result<StepOutcome, StepError<E>>
+    where
+        F: FnOnce(Vec<f32>) -> Fut,
+        Fut: Future<Output = Result<StepComputed, E>>,
+    {
+        let id = &req.session_id;
+        let current = match &mut slot.state {
+            SlotState::Live(s) => Some(s),
+            _ => None,
+        };
+        let (seq, fresh) = match plan(current.as_deref(), req)? {
+            Plan::Replay { seq, output } => {
+                return Ok(StepOutcome {
+                    seq,
+                    output,
+                    replayed: true,
+                    durable_watermark: self.inner.store.durable_watermark(id),
+                });
+            }
+            Plan::Step { seq, fresh } => (seq, fresh),
+        };
+        let previous = match (&current, fresh) {
+            (Some(s), false) => s.state.clone(),
+            _ => vec![0.0; req.state_dim],
+        };
+        let computed = infer(previous).await.map_err(StepError::Infer)?;
+        if computed.next_state.len() != req.state_dim {
+            return Err(SessionError::StateShape {
+                session: id.clone(),
+                expected: req.state_dim,
+                got: computed.next_state.len(),
+                origin: "the model returned a next state of another size than state_dim",
+            }
+            .into());
+        }
+        let record = StepRecord {
+            seq,
+            output: computed.output.clone(),
+        };
+        match current {
+            Some(s) if !fresh => {
+                s.seq = seq;
+                s.ended = req.end;
+                s.state = computed.next_state;
+                s.results.push_back(record);
+                while s.results.len() > self.inner.config.retained_results {
+                    s.results.pop_front();
+                }
+            }
+            _ => {
+                slot.state = SlotState::Live(SessionSnapshot {
+                    model: req.model.clone(),
+                    model_version: req.model_version.clone(),
+                    seq,
+                    ended: req.end,
+                    state: computed.next_state,
+                    results: VecDeque::from([record]),
+                });
+            }
+        }
+        let SlotState::Live(snapshot) = &slot.state else {
+            unreachable!("the step just made the session live")
+        };
+        self.inner.store.write(id, snapshot);
+        Ok(StepOutcome {
+            seq,
+            output: computed.output,
+            replayed: false,
+            durable_watermark: self.inner.store.durable_watermark(id),
+        })
+    }
+
+    /// Locks the session's entry, loading the session from the store when it is not in memory.
+    async fn acquire<E>(
+        &self,
+        session_id: &str,
+        starting: bool,
+    ) -> Result<(Arc<AsyncMutex<Slot>>, OwnedMutexGuard<Slot>), StepError<E>> {
+        loop {
+            let entry = self.inner.entry(session_id);
+            let mut slot = entry.clone().lock_owned().await;
+            match slot.state {
+                SlotState::Gone => continue,
+                SlotState::Unloaded => match self.inner.store.load(session_id).await {
+                    Ok(Some(snapshot)) => slot.state = SlotState::Live(snapshot),
+                    Ok(None) => slot.state = SlotState::Absent,
+                    // A start does not need the old session: begin from zero even while the
+                    // store is unreachable, so that an outage does not stop new sessions. (A
+                    // retried start re-steps from zero with the same observation, which is
+                    // deterministic.)
+                    Err(source) if starting => {
+                        tracing::debug!(
+                            session = session_id,
+                            error = %source,
+                            "session store unreachable; starting the session without a lookup"
+                        );
+                        slot.state = SlotState::Absent;
+                    }
+                    Err(source) => {
+                        slot.state = SlotState::Gone;
+                        self.inner.remove_entry(session_id, &entry);
+                        return Err(SessionError::Store {
+                            session: session_id.to_owned(),
+                            source,
+                        }
+                        .into());
+                    }
+                },
+                SlotState::Absent | SlotState::Live(_) => {}
+            }
+            return Ok((entry, slot));
+        }
+    }
+
+    /// Sessions held in memory.
+    pub fn len(&self) -> usize {
+        self.inner.map().len()
+    }
+
+    /// Whether no session is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Health of the durable store.
+    pub fn store_health(&self) -> StoreHealth {
+        self.inner.store.health()
+    }
+
+    /// The store behind the table.
+    pub fn store(&self) -> &SessionStore {
+        &self.inner.store
+    }
+
+    /// The in-memory snapshot of a session (for introspection and tests).
+    pub async fn snapshot(&self, session_id: &str) -> Option<SessionSnapshot> {
+        let entry = self.inner.map().get(session_id).cloned()?;
+        let slot = entry.lock().await;
+        match &slot.state {
+            SlotState::Live(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forgets a session, in memory and in the store (waits for a step in progress).
+    pub async fn remove(&self, session_id: &str) {
+        let entry = self.inner.map().get(session_id).cloned();
+        if let Some(entry) = entry {
+            let mut slot = entry.lock().await;
+            slot.state = SlotState::Gone;
+            self.inner.remove_entry(session_id, &entry);
+        }
+        self.inner.store.delete(session_id);
+    }
+
+    /// Evicts sessions idle for at least `idle_ttl` whose latest state the store has
+    /// acknowledged (they are loaded again on their next step). Returns how many were evicted.
+    pub fn evict_idle(&self) -> usize {
+        self.inner.evict_idle()
+    }
+}
+
+impl Inner {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<AsyncMutex<Slot>>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(&self, session_id: &str) -> Arc<AsyncMutex<Slot>> {
+        let mut map = self.map();
+        if let Some(entry) = map.get(session_id) {
+            return entry.clone();
+        }
+        let entry = Arc::new(AsyncMutex::new(Slot {
+            state: SlotState::Unloaded,
+            last_used: Instant::now(),
+        }));
+        map.insert(session_id.to_owned(), entry.clone());
+        entry
+    }
+
+    /// Removes `entry` from the map if it is still the one registered for `session_id`.
+    fn remove_entry(&self, session_id: &str, entry: &Arc<AsyncMutex<Slot>>) {
+        let mut map = self.map();
+        if map.get(session_id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            map.remove(session_id);
+        }
+    }
+
+    fn evict_idle(&self) -> usize {
+        let ttl = self.config.idle_ttl;
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|id, entry| {
+            // A locked entry has a step in progress (or is being loaded): keep it.
+            let Ok(mut slot) = entry.try_lock() else {
+                return true;
+            };
+            let SlotState::Live(s) = &slot.state else {
+                return true;
+            };
+            if slot.last_used.elapsed() < ttl || self.store.durable_watermark(id) < s.seq {
+                return true;
+            }
+            slot.state = SlotState::Gone;
+            self.store.release(id);
+            false
+        });
+        before - map.len()
+    }
+}
+
+async fn sweeper(inner: Weak<Inner>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let evicted = inner.evict_idle();
+        if evicted > 0 {
+            tracing::debug!(evicted, "session table: evicted idle sessions from memory");
+        }
+    }
+}
+
+/// Decides what `req` does to the session whose current snapshot is `current`.
+fn plan(current: Option<&SessionSnapshot>, req: &StepRequest) -> Result<Plan, SessionError> {
+    let session = || req.session_id.clone();
+    let Some(s) = current else {
+        if !req.start {
+            return Err(SessionError::NotStarted { session: session() });
+        }
+        return Ok(Plan::Step {
+            seq: req.seq.unwrap_or(1),
+            fresh: true,
+        });
+    };
+    let next = s.seq.saturating_add(1);
+    let seq = req.seq.unwrap_or(next);
+    let check_version = || {
+        if s.model == req.model && s.model_version == req.model_version {
+            Ok(())
+        } else {
+            Err(SessionError::VersionMismatch {
+                session: session(),
+                pinned: format!("{}@{}", s.model, s.model_version),
+                requested: format!("{}@{}", req.model, req.model_version),
+            })
+        }
+    };
+    if seq <= s.seq {
+        check_version()?;
+        return match s.result(seq) {
+            Some(output) => Ok(Plan::Replay {
+                seq,
+                output: output.clone(),
+            }),
+            None => Err(SessionError::SeqStale {
+                session: session(),
+                oldest_retained: s.oldest_retained(),
+                got: seq,
+                next,
+            }),
+        };
+    }
+    if req.start {
+        return Ok(Plan::Step { seq, fresh: true });
+    }
+    if s.ended {
+        return Err(SessionError::Ended {
+            session: session(),
+            last_seq: s.seq,
+        });
+    }
+    check_version()?;
+    if seq != next {
+        return Err(SessionError::SeqGap {
+            session: session(),
+            expected: next,
+            got: seq,
+        });
+    }
+    if s.state.len() != req.state_dim {
+        return Err(SessionError::StateShape {
+            session: session(),
+            expected: req.state_dim,
+            got: s.state.len(),
+            origin: "the session's stored state vs the request's state_dim",
+        });
+    }
+    Ok(Plan::Step { seq, fresh: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const DIM: usize = 2;
+
+    fn req(session: &str, seq: Option<u64>) -> StepRequest {
+        StepRequest {
+            model: "lstm".into(),
+            model_version: "v1".into(),
+            session_id: session.into(),
+            seq,
+            start: false,
+            end: false,
+            state_dim: DIM,
+        }
+    }
+
+    fn start(session: &str, seq: Option<u64>) -> StepRequest {
+        StepRequest {
+            start: true,
+            ..req(session, seq)
+        }
+    }
+
+    /// A policy whose state counts its steps: action = previous count, next = count + 1.
+    async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
+        Ok(StepComputed {
+            output: StepOutput {
+                logits: prev.clone(),
+                value: prev[0] * 0.5,
+                action: prev[0] as i64,
+            },
+            next_state: prev.iter().map(|x| x + 1.0).collect(),
+        })
+    }
+
+    fn table(retained: usize) -> SessionTable {
+        SessionTable::new(
+            SessionStore::memory(),
+            SessionConfig {
+                retained_results: retained,
+                ..SessionConfig::default()
+            },
+        )
+    }
+
+    fn session_err<T: std::fmt::Debug>(r: Result<T, StepError<String>>) -> SessionError {
+        match r {
+            Err(StepError::Session(e)) => e,
+            other => panic!("expected a session error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_replays_and_refuses_with_the_right_errors() {
+        let t = table(2);
+        let o = t.step(start("s", None), count).await.unwrap();
+        assert_eq!((o.seq, o.output.action, o.replayed), (1, 0, false));
+        assert_eq!(o.durable_watermark, 1, "memory store acknowledges at once");
+        let o2 = t.step(req("s", None), count).await.unwrap();
+        assert_eq!((o2.seq, o2.output.action), (2, 1));
+        let o3 = t.step(req("s", Some(3)), count).await.unwrap();
+        assert_eq!(o3.output.action, 2);
+
+        // Retry of seq 2: recorded result, no step (the next real step still sees count 3).
+        let r = t
+            .step(req("s", Some(2)), |_| async {
+                Err::<StepComputed, _>("must not run".to_string())
+            })
+            .await
+            .unwrap();
+        assert!(r.replayed);
+        assert_eq!(r.output, o2.output);
+
+        let e = session_err(t.step(req("s", Some(1)), count).await);
+        assert!(
+            matches!(
+                e,
+                SessionError::SeqStale {
+                    oldest_retained: 2,
+                    got: 1,
+                    next: 4,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = session_err(t.step(req("s", Some(6)), count).await);
+        assert!(
+            matches!(
+                e,
+                SessionError::SeqGap {
+                    expected: 4,
+                    got: 6,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("expected seq 4"), "{e}");
+
+        let end = StepRequest {
+            end: true,
+            ..req("s", Some(4))
+        };
+        let o4 = t.step(end.clone(), count).await.unwrap();
+        assert_eq!(o4.output.action, 3);
+        let e = session_err(t.step(req("s", None), count).await);
+        assert!(
+            matches!(e, SessionError::Ended { last_seq: 4, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("sequence_start"), "{e}");
+        let again = t.step(end, count).await.unwrap();
+        assert!(again.replayed && again.output == o4.output);
+
+        // A new episode after the end starts from zero again.
+        let o5 = t.step(start("s", Some(10)), count).await.unwrap();
+        assert_eq!((o5.seq, o5.output.action), (10, 0));
+        let o6 = t.step(req("s", None), count).await.unwrap();
+        assert_eq!((o6.seq, o6.output.action), (11, 1));
+        // A retried start of the current episode replays.
+        let s = t.step(start("s", Some(10)), count).await.unwrap();
+        assert!(s.replayed && s.output == o5.output);
+    }
+
+    #[tokio::test]
+    async fn unknown_session_is_not_started_and_leaves_nothing_behind() {
+        let t = table(4);
+        let e = session_err(t.step(req("ghost", Some(1)), count).await);
+        assert!(matches!(e, SessionError::NotStarted { .. }), "{e:?}");
+        assert!(e.to_string().contains("sequence_start=true"), "{e}");
+        assert_eq!(t.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_infer_changes_nothing() {
+        let t = table(4);
+        let e = t
+            .step(start("s", Some(1)), |_| async {
+                Err::<StepComputed, _>("gpu".to_string())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::Infer(ref m) if m == "gpu"));
+        assert_eq!(t.len(), 0, "a failed start leaves no session");
+        t.step(start("s", Some(1)), count).await.unwrap();
+        let e = t
+            .step(req("s", Some(2)), |_| async {
+                Err::<StepComputed, _>("oom".to_string())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StepError::Infer(_)));
+        let o = t.step(req("s", Some(2)), count).await.unwrap();
+        assert_eq!((o.output.action, o.replayed), (1, false));
+        assert_eq!(t.store().durable_watermark("s"), 2);
+    }
+
+    #[tokio::test]
+    async fn version_and_shape_are_checked() {
+        let t = table(4);
+        t.step(start("s", None), count).await.unwrap();
+        let v2 = StepRequest {
+            model_version: "v2".into(),
+            ..req("s", None)
+        };
+        let e = session_err(t.step(v2, count).await);
+        assert!(
+            matches!(&e, SessionError::VersionMismatch { pinned, requested, .. }
+                if pinned == "lstm@v1" && requested == "lstm@v2"),
+            "{e:?}"
+        );
+        let wide = StepRequest {
+            state_dim: 3,
+            ..req("s", None)
+        };
+        let e = session_err(t.step(wide, count).await);
+        assert!(
+            matches!(
+                e,
+                SessionError::StateShape {
+                    expected: 3,
+                    got: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = session_err(
+            t.step(req("s", None), |_| async {
+                Ok::<_, String>(StepComputed {
+                    output: StepOutput {
+                        logits: vec![],
+                        value: 0.0,
+                        action: 0,
+                    },
+                    next_state: vec![1.0],
+                })
+            })
+            .await,
+        );
+        assert!(
+            matches!(
+                e,
+                SessionError::StateShape {
+                    expected: 2,
+                    got: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Neither refused step moved the session.
+        assert_eq!(t.snapshot("s").await.unwrap().seq, 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_table_on_the_same_store_continues_and_eviction_reloads() {
+        let store = SessionStore::memory();
+        let t = SessionTable::new(
+            store.clone(),
+            SessionConfig {
+                retained_results: 4,
+                idle_ttl: Duration::ZERO,
+            },
+        );
+        t.step(start("s", None), count).await.unwrap();
+        let o2 = t.step(req("s", None), count).await.unwrap();
+        assert_eq!(t.evict_idle(), 1);
+        assert_eq!(t.len(), 0);
+        let r = t.step(req("s", Some(2)), count).await.unwrap();
+        assert!(
+            r.replayed && r.output == o2.output,
+            "retained results survive eviction"
+        );
+        drop(t);
+
+        let fresh = SessionTable::new(store, SessionConfig::default());
+        let o3 = fresh.step(req("s", None), count).await.unwrap();
+        assert_eq!((o3.seq, o3.output.action, o3.durable_watermark), (3, 2, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn steps_of_one_session_are_serialized_and_sessions_run_in_parallel() {
+        let t = table(64);
+        t.step(start("a", None), count).await.unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let (t, calls) = (t.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                t.step(req("a", None), |prev| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    count(prev).await
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        let mut actions: Vec<i64> = Vec::new();
+        for task in tasks {
+            actions.push(task.await.unwrap().output.action);
+        }
+        actions.sort_unstable();
+        assert_eq!(
+            actions,
+            (1..=40).collect::<Vec<i64>>(),
+            "each seq stepped once"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 40);
+
+        // While a step of "a" is parked inside infer, "b" makes progress.
+        let (release, parked) = tokio::sync::oneshot::channel::<()>();
+        let t2 = t.clone();
+        let blocked = tokio::spawn(async move {
+            t2.step(req("a", None), |prev| async move {
+                parked.await.ok();
+                count(prev).await
+            })
+            .await
+        });
+        tokio::time::timeout(Duration::from_secs(5), t.step(start("b", None), count))
+            .await
+            .expect("another session must not wait for a's infer")
+            .unwrap();
+        release.send(()).unwrap();
+        assert_eq!(blocked.await.unwrap().unwrap().output.action, 41);
+    }
+
+    #[test]
+    fn plan_without_runtime_state() {
+        let snapshot = SessionSnapshot {
+            model: "lstm".into(),
+            model_version: "v1".into(),
+            seq: 5,
+            ended: false,
+            state: vec![0.0; DIM],
+            results: VecDeque::new(),
+        };
+        assert_eq!(
+            plan(Some(&snapshot), &req("s", None)).unwrap(),
+            Plan::Step {
+                seq: 6,
+                fresh: false
+            }
+        );
+        assert_eq!(
+            plan(Some(&snapshot), &start("s", Some(9))).unwrap(),
+            Plan::Step {
+                seq: 9,
+                fresh: true
+            }
+        );
+        assert!(matches!(
+            plan(Some(&snapshot), &start("s", Some(5))),
+            Err(SessionError::SeqStale {
+                oldest_retained: 6,
+                ..
+            })
+        ));
+        assert_eq!(
+            plan(None, &start("s", None)).unwrap(),
+            Plan::Step {
+                seq: 1,
+                fresh: true
+            }
+        );
+    }
+}
