@@ -6,9 +6,13 @@ use std::{
     sync::{
         Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::Sender,
     },
+    thread::ThreadId,
     time::{Duration, Instant},
 };
+
+use super::shard_worker::WorkerContext;
 
 /// Per-shard state that outlives each shard generation.
 #[derive(Debug)]
@@ -22,6 +26,7 @@ pub struct ShardSlot {
     failed_at: Mutex<Option<Instant>>,
     /// Generations started so far.
     pub generation: AtomicU64,
+    idle_thread: Mutex<Option<(ThreadId, Sender<WorkerContext>)>>,
 }
 
 impl ShardSlot {
@@ -33,6 +38,48 @@ impl ShardSlot {
             panic_next_forward: AtomicBool::new(false),
             failed_at: Mutex::new(None),
             generation: AtomicU64::new(0),
+            idle_thread: Mutex::new(None),
+        }
+    }
+
+    /// Takes the handoff of this slot's idle worker thread, if one is waiting; the caller must
+    /// send it the next generation's context.
+    pub fn take_idle_thread(&self) -> Option<Sender<WorkerContext>> {
+        self.idle_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .map(|(_, handoff)| handoff)
+    }
+
+    /// Offers the calling worker thread for the next generation; false when another thread is
+    /// already offered (the caller should then exit).
+    pub fn park_idle_thread(&self, id: ThreadId, handoff: Sender<WorkerContext>) -> bool {
+        let mut idle = self
+            .idle_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.is_some() {
+            return false;
+        }
+        *idle = Some((id, handoff));
+        true
+    }
+
+    /// Withdraws thread `id`'s offer; false when a starting generation already took it.
+    pub fn unpark_idle_thread(&self, id: ThreadId) -> bool {
+        let mut idle = self
+            .idle_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match idle.as_ref() {
+            Some((parked, _)) if *parked == id => {
+                *idle = None;
+                true
+            }
+            // Offers are never overwritten, so ours was taken (and another thread parked
+            // since): our next context is on the way.
+            Some(_) | None => false,
         }
     }
 

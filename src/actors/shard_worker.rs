@@ -7,12 +7,12 @@
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
+    sync::mpsc,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    thread::JoinHandle,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use ractor::ActorRef;
@@ -43,11 +43,50 @@ pub struct WorkerContext {
     pub metrics: Arc<Metrics>,
 }
 
-/// Starts the worker thread.
-pub fn spawn(ctx: WorkerContext) -> std::io::Result<JoinHandle<()>> {
+/// How long a worker thread waits, idle, for the next generation of its shard before it exits.
+const IDLE_THREAD_TTL: Duration = Duration::from_secs(60);
+
+/// Starts serving a shard generation: on the slot's idle worker thread when there is one (a
+/// thread whose previous generation ended, typically by a caught panic), otherwise on a new
+/// thread. Reusing the thread keeps a restart at actor-spawn cost instead of thread-spawn cost.
+pub fn spawn(ctx: WorkerContext) -> std::io::Result<()> {
+    let slot = ctx.slot.clone();
+    let ctx = match slot.take_idle_thread() {
+        Some(handoff) => match handoff.send(ctx) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::SendError(ctx)) => ctx,
+        },
+        None => ctx,
+    };
     std::thread::Builder::new()
-        .name(format!("fudo-{}", ctx.slot.name))
-        .spawn(move || run(ctx))
+        .name(format!("fudo-{}", slot.name))
+        .spawn(move || thread_main(ctx))
+        .map(drop)
+}
+
+/// A worker thread: serves one generation after another until it has been idle for
+/// [`IDLE_THREAD_TTL`].
+fn thread_main(first: WorkerContext) {
+    let slot = first.slot.clone();
+    let (handoff, next) = mpsc::channel();
+    let id = std::thread::current().id();
+    let mut ctx = first;
+    loop {
+        run(ctx);
+        if !slot.park_idle_thread(id, handoff.clone()) {
+            return;
+        }
+        ctx = match next.recv_timeout(IDLE_THREAD_TTL) {
+            Ok(ctx) => ctx,
+            // Leave only if no starting generation took our handoff; if one did, its context
+            // is on the way.
+            Err(_) if slot.unpark_idle_thread(id) => return,
+            Err(_) => match next.recv() {
+                Ok(ctx) => ctx,
+                Err(_) => return,
+            },
+        };
+    }
 }
 
 fn run(ctx: WorkerContext) {
