@@ -5,10 +5,12 @@
 //! Needs `redis-server` on PATH. Without it the Redis-backed test prints a skip notice and
 //! passes, unless `FUDO_REQUIRE_REDIS=1` (CI), where it fails.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/redis_process.rs"]
+mod redis_process;
+
 use std::time::{Duration, Instant};
+
+use redis_process::{Redis, free_port, redis_server};
 
 use fudo::sessions::{
     RedisStoreOptions, SessionConfig, SessionError, SessionSnapshot, SessionStore, SessionTable,
@@ -16,73 +18,6 @@ use fudo::sessions::{
 };
 
 const DIM: usize = 3;
-
-fn redis_server() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var("FUDO_REQUIRE_REDIS").as_deref() == Ok("1") {
-            panic!("FUDO_REQUIRE_REDIS=1 but `redis-server` is not on PATH; install redis-server");
-        }
-        eprintln!("SKIPPED: `redis-server` is not on PATH (set FUDO_REQUIRE_REDIS=1 to fail)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` child process, killed on drop.
-struct Redis {
-    child: Child,
-}
-
-impl Redis {
-    fn start(bin: &Path, port: u16, dir: &Path) -> Self {
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let redis = Redis { child };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        redis
-    }
-
-    fn kill(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn options() -> RedisStoreOptions {
     RedisStoreOptions {

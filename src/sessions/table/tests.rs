@@ -1,0 +1,333 @@
+//! Tests of the session table.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+const DIM: usize = 2;
+
+fn req(session: &str, seq: Option<u64>) -> StepRequest {
+    StepRequest {
+        model: "lstm".into(),
+        model_version: "v1".into(),
+        session_id: session.into(),
+        seq,
+        start: false,
+        end: false,
+        state_dim: DIM,
+    }
+}
+
+fn start(session: &str, seq: Option<u64>) -> StepRequest {
+    StepRequest {
+        start: true,
+        ..req(session, seq)
+    }
+}
+
+/// A policy whose state counts its steps: action = previous count, next = count + 1.
+async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
+    Ok(StepComputed {
+        output: StepOutput {
+            logits: prev.clone(),
+            value: prev[0] * 0.5,
+            action: prev[0] as i64,
+        },
+        next_state: prev.iter().map(|x| x + 1.0).collect(),
+    })
+}
+
+fn table(retained: usize) -> SessionTable {
+    SessionTable::new(
+        SessionStore::memory(),
+        SessionConfig {
+            retained_results: retained,
+            ..SessionConfig::default()
+        },
+    )
+}
+
+fn session_err<T: std::fmt::Debug>(r: Result<T, StepError<String>>) -> SessionError {
+    match r {
+        Err(StepError::Session(e)) => e,
+        other => panic!("expected a session error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn steps_replays_and_refuses_with_the_right_errors() {
+    let t = table(2);
+    let o = t.step(start("s", None), count).await.unwrap();
+    assert_eq!((o.seq, o.output.action, o.replayed), (1, 0, false));
+    assert_eq!(o.durable_watermark, 1, "memory store acknowledges at once");
+    let o2 = t.step(req("s", None), count).await.unwrap();
+    assert_eq!((o2.seq, o2.output.action), (2, 1));
+    let o3 = t.step(req("s", Some(3)), count).await.unwrap();
+    assert_eq!(o3.output.action, 2);
+
+    // Retry of seq 2: recorded result, no step (the next real step still sees count 3).
+    let r = t
+        .step(req("s", Some(2)), |_| async {
+            Err::<StepComputed, _>("must not run".to_string())
+        })
+        .await
+        .unwrap();
+    assert!(r.replayed);
+    assert_eq!(r.output, o2.output);
+
+    let e = session_err(t.step(req("s", Some(1)), count).await);
+    assert!(
+        matches!(
+            e,
+            SessionError::SeqStale {
+                oldest_retained: 2,
+                got: 1,
+                next: 4,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = session_err(t.step(req("s", Some(6)), count).await);
+    assert!(
+        matches!(
+            e,
+            SessionError::SeqGap {
+                expected: 4,
+                got: 6,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("expected seq 4"), "{e}");
+
+    let end = StepRequest {
+        end: true,
+        ..req("s", Some(4))
+    };
+    let o4 = t.step(end.clone(), count).await.unwrap();
+    assert_eq!(o4.output.action, 3);
+    let e = session_err(t.step(req("s", None), count).await);
+    assert!(
+        matches!(e, SessionError::Ended { last_seq: 4, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("sequence_start"), "{e}");
+    let again = t.step(end, count).await.unwrap();
+    assert!(again.replayed && again.output == o4.output);
+
+    // A new episode after the end starts from zero again.
+    let o5 = t.step(start("s", Some(10)), count).await.unwrap();
+    assert_eq!((o5.seq, o5.output.action), (10, 0));
+    let o6 = t.step(req("s", None), count).await.unwrap();
+    assert_eq!((o6.seq, o6.output.action), (11, 1));
+    // A retried start of the current episode replays.
+    let s = t.step(start("s", Some(10)), count).await.unwrap();
+    assert!(s.replayed && s.output == o5.output);
+}
+
+#[tokio::test]
+async fn unknown_session_is_not_started_and_leaves_nothing_behind() {
+    let t = table(4);
+    let e = session_err(t.step(req("ghost", Some(1)), count).await);
+    assert!(matches!(e, SessionError::NotStarted { .. }), "{e:?}");
+    assert!(e.to_string().contains("sequence_start=true"), "{e}");
+    assert_eq!(t.len(), 0);
+}
+
+#[tokio::test]
+async fn failed_infer_changes_nothing() {
+    let t = table(4);
+    let e = t
+        .step(start("s", Some(1)), |_| async {
+            Err::<StepComputed, _>("gpu".to_string())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StepError::Infer(ref m) if m == "gpu"));
+    assert_eq!(t.len(), 0, "a failed start leaves no session");
+    t.step(start("s", Some(1)), count).await.unwrap();
+    let e = t
+        .step(req("s", Some(2)), |_| async {
+            Err::<StepComputed, _>("oom".to_string())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StepError::Infer(_)));
+    let o = t.step(req("s", Some(2)), count).await.unwrap();
+    assert_eq!((o.output.action, o.replayed), (1, false));
+    assert_eq!(t.store().durable_watermark("s"), 2);
+}
+
+#[tokio::test]
+async fn version_and_shape_are_checked() {
+    let t = table(4);
+    t.step(start("s", None), count).await.unwrap();
+    let v2 = StepRequest {
+        model_version: "v2".into(),
+        ..req("s", None)
+    };
+    let e = session_err(t.step(v2, count).await);
+    assert!(
+        matches!(&e, SessionError::VersionMismatch { pinned, requested, .. }
+            if pinned == "lstm@v1" && requested == "lstm@v2"),
+        "{e:?}"
+    );
+    let wide = StepRequest {
+        state_dim: 3,
+        ..req("s", None)
+    };
+    let e = session_err(t.step(wide, count).await);
+    assert!(
+        matches!(
+            e,
+            SessionError::StateShape {
+                expected: 3,
+                got: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = session_err(
+        t.step(req("s", None), |_| async {
+            Ok::<_, String>(StepComputed {
+                output: StepOutput {
+                    logits: vec![],
+                    value: 0.0,
+                    action: 0,
+                },
+                next_state: vec![1.0],
+            })
+        })
+        .await,
+    );
+    assert!(
+        matches!(
+            e,
+            SessionError::StateShape {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Neither refused step moved the session.
+    assert_eq!(t.snapshot("s").await.unwrap().seq, 1);
+}
+
+#[tokio::test]
+async fn a_new_table_on_the_same_store_continues_and_eviction_reloads() {
+    let store = SessionStore::memory();
+    let t = SessionTable::new(
+        store.clone(),
+        SessionConfig {
+            retained_results: 4,
+            idle_ttl: Duration::ZERO,
+        },
+    );
+    t.step(start("s", None), count).await.unwrap();
+    let o2 = t.step(req("s", None), count).await.unwrap();
+    assert_eq!(t.evict_idle(), 1);
+    assert_eq!(t.len(), 0);
+    let r = t.step(req("s", Some(2)), count).await.unwrap();
+    assert!(
+        r.replayed && r.output == o2.output,
+        "retained results survive eviction"
+    );
+    drop(t);
+
+    let fresh = SessionTable::new(store, SessionConfig::default());
+    let o3 = fresh.step(req("s", None), count).await.unwrap();
+    assert_eq!((o3.seq, o3.output.action, o3.durable_watermark), (3, 2, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn steps_of_one_session_are_serialized_and_sessions_run_in_parallel() {
+    let t = table(64);
+    t.step(start("a", None), count).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (t, calls) = (t.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            t.step(req("a", None), |prev| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                count(prev).await
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    let mut actions: Vec<i64> = Vec::new();
+    for task in tasks {
+        actions.push(task.await.unwrap().output.action);
+    }
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        (1..=40).collect::<Vec<i64>>(),
+        "each seq stepped once"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 40);
+
+    // While a step of "a" is parked inside infer, "b" makes progress.
+    let (release, parked) = tokio::sync::oneshot::channel::<()>();
+    let t2 = t.clone();
+    let blocked = tokio::spawn(async move {
+        t2.step(req("a", None), |prev| async move {
+            parked.await.ok();
+            count(prev).await
+        })
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(5), t.step(start("b", None), count))
+        .await
+        .expect("another session must not wait for a's infer")
+        .unwrap();
+    release.send(()).unwrap();
+    assert_eq!(blocked.await.unwrap().unwrap().output.action, 41);
+}
+
+#[test]
+fn plan_without_runtime_state() {
+    let snapshot = SessionSnapshot {
+        model: "lstm".into(),
+        model_version: "v1".into(),
+        seq: 5,
+        ended: false,
+        state: vec![0.0; DIM],
+        results: VecDeque::new(),
+    };
+    assert_eq!(
+        plan(Some(&snapshot), &req("s", None)).unwrap(),
+        Plan::Step {
+            seq: 6,
+            fresh: false
+        }
+    );
+    assert_eq!(
+        plan(Some(&snapshot), &start("s", Some(9))).unwrap(),
+        Plan::Step {
+            seq: 9,
+            fresh: true
+        }
+    );
+    assert!(matches!(
+        plan(Some(&snapshot), &start("s", Some(5))),
+        Err(SessionError::SeqStale {
+            oldest_retained: 6,
+            ..
+        })
+    ));
+    assert_eq!(
+        plan(None, &start("s", None)).unwrap(),
+        Plan::Step {
+            seq: 1,
+            fresh: true
+        }
+    );
+}
