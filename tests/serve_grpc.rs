@@ -3,78 +3,25 @@
 
 #[path = "support/fudo_process.rs"]
 mod fudo_process;
-
-use std::collections::HashMap;
+#[path = "support/oip_requests.rs"]
+mod oip_requests;
 
 use fudo::api::proto::{
     fudo::v1::{
         DrainRequest, PanicActorRequest, SlowShardRequest, TreeRequest, admin_client::AdminClient,
     },
     inference::{
-        InferParameter, InferTensorContents, ModelInferRequest, ModelMetadataRequest,
-        ModelReadyRequest, ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
+        InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
+        ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
         grpc_inference_service_client::GrpcInferenceServiceClient,
-        infer_parameter::ParameterChoice,
-        model_infer_request::{InferInputTensor, InferRequestedOutputTensor},
+        model_infer_request::InferRequestedOutputTensor,
     },
 };
 use fudo_process::FudoProcess;
+use oip_requests::{f32s, int_param, obs_request, step_request};
 use tonic::{Code, transport::Channel};
 
 type Client = GrpcInferenceServiceClient<Channel>;
-
-fn obs_request(model: &str, rows: usize, values: &[f32]) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: model.into(),
-        id: "test".into(),
-        inputs: vec![InferInputTensor {
-            name: "obs".into(),
-            datatype: "FP32".into(),
-            shape: vec![rows as i64, (values.len() / rows.max(1)) as i64],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![values.iter().flat_map(|v| v.to_le_bytes()).collect()],
-        ..Default::default()
-    }
-}
-
-fn param(c: ParameterChoice) -> InferParameter {
-    InferParameter {
-        parameter_choice: Some(c),
-    }
-}
-
-fn step_request(session: &str, seq: i64, start: bool, obs: &[f32]) -> ModelInferRequest {
-    let mut req = obs_request("lstm_policy", 1, obs);
-    req.parameters = HashMap::from([
-        (
-            "sequence_id".to_owned(),
-            param(ParameterChoice::StringParam(session.into())),
-        ),
-        (
-            "sequence_start".to_owned(),
-            param(ParameterChoice::BoolParam(start)),
-        ),
-        (
-            "sequence_seq".to_owned(),
-            param(ParameterChoice::Int64Param(seq)),
-        ),
-    ]);
-    req
-}
-
-fn f32s(raw: &[u8]) -> Vec<f32> {
-    raw.chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn int_param(p: Option<&InferParameter>) -> Option<i64> {
-    match p?.parameter_choice.as_ref()? {
-        ParameterChoice::Int64Param(v) => Some(*v),
-        _ => None,
-    }
-}
 
 async fn client(p: &FudoProcess) -> Client {
     GrpcInferenceServiceClient::connect(p.url())
@@ -272,7 +219,7 @@ async fn bad_inputs_get_the_right_status() {
         "sequence_id",
     )
     .await;
-    let mut r = step_request("s", 1, true, &ok);
+    let mut r = step_request("s", 1, &ok);
     r.model_name = "ppo_mlp".into();
     expect_code(&mut c, r, Code::InvalidArgument, "stateless").await;
     // Still serving after all of that.
@@ -293,17 +240,17 @@ async fn recurrent_sessions_are_idempotent_and_ordered() {
     let mut answers = Vec::new();
     for t in 1..=5i64 {
         let r = c
-            .model_infer(step_request("acct-1", t, t == 1, &obs(t as usize)))
+            .model_infer(step_request("acct-1", t, &obs(t as usize)))
             .await
             .expect("step")
             .into_inner();
-        assert_eq!(int_param(r.parameters.get("sequence_seq")), Some(t));
-        assert_eq!(int_param(r.parameters.get("durable_watermark")), Some(t));
+        assert_eq!(int_param(&r, "sequence_seq"), Some(t));
+        assert_eq!(int_param(&r, "durable_watermark"), Some(t));
         answers.push(f32s(&r.raw_output_contents[1]));
     }
     // A retried step returns the stored answer without stepping the state.
     let retry = c
-        .model_infer(step_request("acct-1", 3, false, &obs(3)))
+        .model_infer(step_request("acct-1", 3, &obs(3)))
         .await
         .expect("retry")
         .into_inner();
@@ -311,14 +258,14 @@ async fn recurrent_sessions_are_idempotent_and_ordered() {
     // A gap and an unknown session are refused with FAILED_PRECONDITION.
     expect_code(
         &mut c,
-        step_request("acct-1", 9, false, &obs(9)),
+        step_request("acct-1", 9, &obs(9)),
         Code::FailedPrecondition,
         "6",
     )
     .await;
     expect_code(
         &mut c,
-        step_request("acct-unknown", 2, false, &obs(2)),
+        step_request("acct-unknown", 2, &obs(2)),
         Code::FailedPrecondition,
         "sequence_start",
     )
@@ -326,14 +273,14 @@ async fn recurrent_sessions_are_idempotent_and_ordered() {
     // The next step continues from the state after step 5: same as a second session fed the
     // same observations.
     let next = c
-        .model_infer(step_request("acct-1", 6, false, &obs(6)))
+        .model_infer(step_request("acct-1", 6, &obs(6)))
         .await
         .expect("step 6")
         .into_inner();
     let mut replay = Vec::new();
     for t in 1..=6i64 {
         let r = c
-            .model_infer(step_request("acct-2", t, t == 1, &obs(t as usize)))
+            .model_infer(step_request("acct-2", t, &obs(t as usize)))
             .await
             .expect("step")
             .into_inner();

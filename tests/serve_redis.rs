@@ -4,60 +4,30 @@
 
 #[path = "support/fudo_process.rs"]
 mod fudo_process;
+#[path = "support/oip_requests.rs"]
+mod oip_requests;
 #[path = "support/redis_process.rs"]
 mod redis_process;
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use fudo::api::proto::inference::{
-    InferParameter, ModelInferRequest, ModelInferResponse,
-    grpc_inference_service_client::GrpcInferenceServiceClient, infer_parameter::ParameterChoice,
-    model_infer_request::InferInputTensor,
+    ModelInferRequest, ModelInferResponse,
+    grpc_inference_service_client::GrpcInferenceServiceClient,
 };
 use fudo_process::FudoProcess;
+use oip_requests::{int_param, step_request};
 use redis_process::{Redis, free_port, redis_server};
 
 fn step(session: &str, seq: i64) -> ModelInferRequest {
     let obs: Vec<f32> = (0..32)
         .map(|i| ((i * 5 + seq * 3) % 13) as f32 / 6.5 - 1.0)
         .collect();
-    let p = |c| InferParameter {
-        parameter_choice: Some(c),
-    };
-    ModelInferRequest {
-        model_name: "lstm_policy".into(),
-        inputs: vec![InferInputTensor {
-            name: "obs".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 32],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![obs.iter().flat_map(|v| v.to_le_bytes()).collect()],
-        parameters: HashMap::from([
-            (
-                "sequence_id".into(),
-                p(ParameterChoice::StringParam(session.into())),
-            ),
-            (
-                "sequence_start".into(),
-                p(ParameterChoice::BoolParam(seq == 1)),
-            ),
-            ("sequence_seq".into(), p(ParameterChoice::Int64Param(seq))),
-        ]),
-        ..Default::default()
-    }
+    step_request(session, seq, &obs)
 }
 
 fn watermark(r: &ModelInferResponse) -> Option<i64> {
-    match r
-        .parameters
-        .get("durable_watermark")?
-        .parameter_choice
-        .as_ref()?
-    {
-        ParameterChoice::Int64Param(v) => Some(*v),
-        _ => None,
-    }
+    int_param(r, "durable_watermark")
 }
 
 async fn steps(

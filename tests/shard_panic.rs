@@ -9,9 +9,10 @@
 
 #[path = "support/fudo_process.rs"]
 mod fudo_process;
+#[path = "support/oip_requests.rs"]
+mod oip_requests;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -21,43 +22,10 @@ use std::{
 
 use fudo::api::proto::{
     fudo::v1::{PanicActorRequest, TreeRequest, admin_client::AdminClient},
-    inference::{
-        InferParameter, ModelInferRequest,
-        grpc_inference_service_client::GrpcInferenceServiceClient,
-        infer_parameter::ParameterChoice, model_infer_request::InferInputTensor,
-    },
+    inference::grpc_inference_service_client::GrpcInferenceServiceClient,
 };
 use fudo_process::FudoProcess;
-
-fn request(model: &str, obs: &[f32], session: Option<(&str, i64)>) -> ModelInferRequest {
-    let mut parameters = HashMap::new();
-    if let Some((id, seq)) = session {
-        let p = |c| InferParameter {
-            parameter_choice: Some(c),
-        };
-        parameters.insert(
-            "sequence_id".into(),
-            p(ParameterChoice::StringParam(id.into())),
-        );
-        parameters.insert(
-            "sequence_start".into(),
-            p(ParameterChoice::BoolParam(seq == 1)),
-        );
-        parameters.insert("sequence_seq".into(), p(ParameterChoice::Int64Param(seq)));
-    }
-    ModelInferRequest {
-        model_name: model.into(),
-        inputs: vec![InferInputTensor {
-            name: "obs".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 32],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![obs.iter().flat_map(|v| v.to_le_bytes()).collect()],
-        parameters,
-        ..Default::default()
-    }
-}
+use oip_requests::{obs_request, step_request};
 
 fn obs(i: u64) -> Vec<f32> {
     (0..32u64)
@@ -73,7 +41,7 @@ async fn run_session(url: String, id: String, steps: i64) -> Result<Vec<Vec<u8>>
     let mut out = Vec::new();
     for seq in 1..=steps {
         let r = c
-            .model_infer(request("lstm_policy", &obs(seq as u64), Some((&id, seq))))
+            .model_infer(step_request(&id, seq, &obs(seq as u64)))
             .await?
             .into_inner();
         out.push(r.raw_output_contents[1].clone());
@@ -112,7 +80,7 @@ async fn repeated_shard_panics_under_load_fail_no_request() {
             let mut i = w * 1_000_000;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                match c.model_infer(request("ppo_mlp", &obs(i), None)).await {
+                match c.model_infer(obs_request("ppo_mlp", 1, &obs(i))).await {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(status) => {
                         eprintln!("request failed: {status:?}");
