@@ -351,6 +351,18 @@ mod tests {
     }
 
     #[test]
+    fn printed_config_loads_back_unchanged() {
+        let mut c = Config::default();
+        c.models.shards = 7;
+        c.models.repository = Some("/srv/models".into());
+        c.sessions.backend = SessionBackend::Redis;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("fudo.toml");
+        std::fs::write(&path, toml::to_string(&c).expect("serialize")).expect("write");
+        assert_eq!(Config::load_from(Some(&path), &[], &[]).expect("load"), c);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let err = Config::load_from(None, &[], &["models.shards=0".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("models.shards"), "{err}");

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Any setting, as section.key=value (repeatable), e.g. --set models.shards=4.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Print the effective configuration (defaults, file, environment and flags merged) as
+    /// TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Runs `fudo serve`.
@@ -47,6 +51,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         overrides.push(format!("models.repository={}", path.display()));
     }
     let config = Config::load(args.config.as_deref(), &overrides)?;
+    if args.print_config {
+        print!("{}", toml::to_string(&config)?);
+        return Ok(());
+    }
     super::logging::init(config.log.format, &config.log.level);
     install_panic_hook();
     super::runtime(true)?.block_on(serve(config))
