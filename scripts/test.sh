@@ -10,11 +10,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
-if ! command -v redis-server >/dev/null 2>&1; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+apt_install() {
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-sentinel >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server redis-sentinel
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 redis-server --version
 VENV=${FUDO_TEST_VENV:-$HOME/.cache/fudo/test-venv}
 if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import tritonclient.grpc' 2>/dev/null; then
