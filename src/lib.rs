@@ -11,11 +11,13 @@
 //! - [`sessions`]: recurrent session state, idempotent steps and durable storage.
 //! - [`api`]: the gRPC services (inference, admin, health) and status mapping.
 //! - [`cli`]: the `fudo` command line (serve, ctl, bench).
+//! - [`client`]: the gateway client library (endpoints, deadlines, retries, hedging, stickiness).
 
 pub mod actors;
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod model;

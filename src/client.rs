@@ -1,0 +1,648 @@
+//! The gateway client library: how trading gateways call fudo nodes.
+//!
+//! High availability lives partly here because DNS and load-balancer health checks fail over in
+//! tens of seconds, while a trading gateway needs an answer within one call's deadline. The client
+//! therefore keeps a channel to every node and, per call:
+//!
+//! - enforces a deadline (sent to the server as `grpc-timeout` with the remaining budget, and
+//!   enforced locally, so a black-holed node cannot hold a call past it);
+//! - retries retryable failures on a *different* node while attempts and deadline remain;
+//! - optionally hedges stateless calls (a second copy to another node once the first is slower
+//!   than a tracked latency percentile), within a budget so outages do not double traffic;
+//! - ejects nodes after consecutive retryable failures and re-admits them when a background
+//!   prober sees grpc.health.v1 `SERVING`;
+//! - keeps recurrent sessions sticky to one node, moving them only when that node fails (the
+//!   server's `sequence_seq` makes the retried step idempotent). Sessions are never hedged: a
+//!   session step must not be computed on two nodes at once.
+//!
+//! Retryable statuses are `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, and `UNKNOWN` when it comes from
+//! the transport (its message mentions "transport" or "connect", or its source is a
+//! `tonic::transport::Error`): tonic reports refused or reset connections that way. Everything
+//! else (`INVALID_ARGUMENT`, `NOT_FOUND`, `FAILED_PRECONDITION`, `INTERNAL`, ...) is the request's
+//! or the model's problem and is returned at once.
+
+mod hedge;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError, Weak,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::time::Instant;
+use tonic::{Code, Status, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::api::proto::inference::{
+    ModelInferRequest, ModelInferResponse,
+    grpc_inference_service_client::GrpcInferenceServiceClient,
+};
+use hedge::HedgeState;
+
+/// The service name probed with grpc.health.v1 `Check`.
+pub const HEALTH_SERVICE: &str = "inference.GRPCInferenceService";
+
+/// One fudo node the client may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// gRPC URL, e.g. `http://10.0.0.5:8001`.
+    pub url: String,
+    /// Region of the node; calls prefer [`ClientConfig::preferred_region`].
+    pub region: String,
+    /// Availability zone of the node (reported in [`EndpointStatus`]).
+    pub az: String,
+}
+
+/// Hedging settings for stateless calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgeConfig {
+    /// Latency percentile (0 < p <= 1, e.g. 0.95) after which a second attempt is sent.
+    pub percentile: f64,
+    /// Hedge delay used until 100 successful latencies are known, and the lower bound after.
+    pub min_delay: Duration,
+    /// Largest share of calls that may hedge (0..=1, e.g. 0.1).
+    pub budget_ratio: f64,
+}
+
+/// Client settings. [`ClientConfig::new`] fills in the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// The nodes to call; at least one.
+    pub endpoints: Vec<Endpoint>,
+    /// Deadline of one call, retries and hedges included (default 200 ms).
+    pub deadline: Duration,
+    /// Attempts per call, hedges included (default 3; at least 1).
+    pub max_attempts: u32,
+    /// Hedging of stateless calls; `None` disables it (the default).
+    pub hedge: Option<HedgeConfig>,
+    /// Consecutive retryable failures after which a node is ejected (default 3; at least 1).
+    pub eject_after: u32,
+    /// How often ejected nodes are health-checked (default 200 ms).
+    pub probe_interval: Duration,
+    /// Region tried first when several nodes are healthy.
+    pub preferred_region: Option<String>,
+}
+
+impl ClientConfig {
+    /// A configuration with the default settings for `endpoints`.
+    #[must_use]
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        Self {
+            endpoints,
+            deadline: Duration::from_millis(200),
+            max_attempts: 3,
+            hedge: None,
+            eject_after: 3,
+            probe_interval: Duration::from_millis(200),
+            preferred_region: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ClientError> {
+        let bad = |m: &str| Err(ClientError::Config(m.to_owned()));
+        if self.endpoints.is_empty() {
+            return bad("no endpoints");
+        }
+        if self.deadline.is_zero() {
+            return bad("deadline must be positive");
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts must be at least 1");
+        }
+        if self.eject_after == 0 {
+            return bad("eject_after must be at least 1");
+        }
+        if self.probe_interval.is_zero() {
+            return bad("probe_interval must be positive");
+        }
+        if let Some(h) = &self.hedge {
+            if !(h.percentile > 0.0 && h.percentile <= 1.0) {
+                return bad("hedge percentile must be in (0, 1]");
+            }
+            if !(0.0..=1.0).contains(&h.budget_ratio) {
+                return bad("hedge budget_ratio must be in [0, 1]");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No endpoint could be chosen (only possible with an empty endpoint list).
+    #[error("no endpoints")]
+    NoEndpoints,
+    /// The call's deadline passed before any attempt succeeded.
+    #[error("deadline exceeded after {attempts} attempt(s); last error: {last:?}")]
+    DeadlineExceeded {
+        /// Attempts started (hedges included).
+        attempts: u32,
+        /// The last retryable error seen, if any.
+        last: Option<Status>,
+    },
+    /// Every attempt failed with a retryable error and no attempts are left.
+    #[error("all {attempts} attempt(s) failed; last error: {last}")]
+    Exhausted {
+        /// Attempts started (hedges included).
+        attempts: u32,
+        /// The last retryable error.
+        last: Status,
+    },
+    /// A non-retryable status, returned as the server sent it.
+    #[error("{0}")]
+    Status(Status),
+    /// The configuration is invalid.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+/// A snapshot of one endpoint's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// The endpoint's URL.
+    pub url: String,
+    /// The endpoint's region.
+    pub region: String,
+    /// The endpoint's availability zone.
+    pub az: String,
+    /// Whether the endpoint is ejected (skipped until the prober sees it `SERVING`).
+    pub ejected: bool,
+    /// Attempts in flight on this endpoint.
+    pub outstanding: u32,
+    /// Retryable failures since the last success.
+    pub consecutive_failures: u32,
+}
+
+/// Lifetime counters of a client (all clones together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientStats {
+    /// Calls made (`infer` and `infer_session`).
+    pub calls: u64,
+    /// Attempts started, first attempts, retries and hedges included.
+    pub attempts: u64,
+    /// Hedged attempts sent.
+    pub hedges: u64,
+}
+
+/// Client for a set of fudo nodes. Cheap to clone; clones share channels and state, and the
+/// background prober stops when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct FudoClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct EndpointState {
+    endpoint: Endpoint,
+    infer: GrpcInferenceServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    outstanding: AtomicU32,
+    consecutive_failures: AtomicU32,
+    ejected: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    endpoints: Vec<EndpointState>,
+    sessions: Mutex<HashMap<String, usize>>,
+    hedge: Option<HedgeState>,
+    calls: AtomicU64,
+    attempts: AtomicU64,
+}
+
+/// Decrements an endpoint's outstanding count when an attempt ends or is cancelled.
+struct Outstanding<'a>(&'a AtomicU32);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Per-call bookkeeping shared by the attempt loop and the hedge.
+struct CallState {
+    deadline: Instant,
+    tried: Vec<usize>,
+    attempts: u32,
+    last: Option<Status>,
+}
+
+impl CallState {
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Whether `status` may succeed on another node (see the module docs).
+#[must_use]
+pub fn is_retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::ResourceExhausted => true,
+        Code::Unknown => {
+            let m = status.message().to_ascii_lowercase();
+            m.contains("transport")
+                || m.contains("connect")
+                || std::error::Error::source(status)
+                    .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
+        }
+        _ => false,
+    }
+}
+
+impl FudoClient {
+    /// Creates lazy channels to every endpoint (nothing is dialled until the first call) and
+    /// starts the background prober. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Config`] for an invalid configuration or endpoint URL.
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        config.validate()?;
+        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        for e in &config.endpoints {
+            let channel = tonic::transport::Endpoint::from_shared(e.url.clone())
+                .map_err(|err| ClientError::Config(format!("endpoint {}: {err}", e.url)))?
+                .connect_timeout(config.deadline)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            endpoints.push(EndpointState {
+                endpoint: e.clone(),
+                infer: GrpcInferenceServiceClient::new(channel.clone()),
+                health: HealthClient::new(channel),
+                outstanding: AtomicU32::new(0),
+                consecutive_failures: AtomicU32::new(0),
+                ejected: AtomicBool::new(false),
+            });
+        }
+        let hedge = config
+            .hedge
+            .clone()
+            .map(HedgeState::new)
+            .transpose()
+            .map_err(ClientError::Config)?;
+        let inner = Arc::new(Inner {
+            config,
+            endpoints,
+            sessions: Mutex::new(HashMap::new()),
+            hedge,
+            calls: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+        });
+        tokio::spawn(probe_loop(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// Runs a stateless inference on any healthy node: the preferred region first, then the
+    /// node with the fewest attempts in flight. Retries and (if configured) hedges.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Status`] for a non-retryable status, [`ClientError::DeadlineExceeded`] or
+    /// [`ClientError::Exhausted`] when retries did not succeed in time.
+    pub async fn infer(&self, req: ModelInferRequest) -> Result<ModelInferResponse, ClientError> {
+        let inner = &self.inner;
+        inner.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(h) = &inner.hedge {
+            h.count_call();
+        }
+        let mut call = inner.start_call();
+        let mut first = true;
+        loop {
+            let Some(idx) = inner.next_endpoint(&call, None)? else {
+                return Err(inner.give_up(call));
+            };
+            let result = match &inner.hedge {
+                Some(h) if first && inner.endpoints.len() > 1 => {
+                    inner.hedged_attempt(h, idx, &req, &mut call).await
+                }
+                _ => inner.attempt(idx, req.clone(), &mut call).await,
+            };
+            first = false;
+            match result {
+                Ok(resp) => return Ok(resp),
+                Err(status) => inner.on_error(status, &mut call)?,
+            }
+        }
+    }
+
+    /// Runs one step of a recurrent session on the session's node; the first step picks a node
+    /// like [`FudoClient::infer`]. On a retryable failure (or if the node was ejected) the session
+    /// moves to another node and stays there. Never hedged.
+    ///
+    /// # Errors
+    ///
+    /// As [`FudoClient::infer`].
+    pub async fn infer_session(
+        &self,
+        session_id: &str,
+        req: ModelInferRequest,
+    ) -> Result<ModelInferResponse, ClientError> {
+        let inner = &self.inner;
+        inner.calls.fetch_add(1, Ordering::Relaxed);
+        let mut call = inner.start_call();
+        let mut sticky = inner
+            .lock_sessions()
+            .get(session_id)
+            .copied()
+            .filter(|&i| i < inner.endpoints.len());
+        loop {
+            let Some(idx) = inner.next_endpoint(&call, sticky.take())? else {
+                return Err(inner.give_up(call));
+            };
+            inner.lock_sessions().insert(session_id.to_owned(), idx);
+            match inner.attempt(idx, req.clone(), &mut call).await {
+                Ok(resp) => return Ok(resp),
+                Err(status) => inner.on_error(status, &mut call)?,
+            }
+        }
+    }
+
+    /// Forgets a session's node (call when the session ends, so the map does not grow).
+    pub fn end_session(&self, session_id: &str) {
+        self.inner.lock_sessions().remove(session_id);
+    }
+
+    /// A snapshot of every endpoint's state, in configuration order.
+    #[must_use]
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| EndpointStatus {
+                url: e.endpoint.url.clone(),
+                region: e.endpoint.region.clone(),
+                az: e.endpoint.az.clone(),
+                ejected: e.ejected.load(Ordering::Relaxed),
+                outstanding: e.outstanding.load(Ordering::Relaxed),
+                consecutive_failures: e.consecutive_failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Lifetime counters of this client and its clones.
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            calls: self.inner.calls.load(Ordering::Relaxed),
+            attempts: self.inner.attempts.load(Ordering::Relaxed),
+            hedges: self.inner.hedge.as_ref().map_or(0, HedgeState::hedges_sent),
+        }
+    }
+}
+
+impl Inner {
+    fn start_call(&self) -> CallState {
+        CallState {
+            deadline: Instant::now() + self.config.deadline,
+            tried: Vec::new(),
+            attempts: 0,
+            last: None,
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The endpoint for the next attempt, or `None` when attempts or time are used up.
+    fn next_endpoint(
+        &self,
+        call: &CallState,
+        sticky: Option<usize>,
+    ) -> Result<Option<usize>, ClientError> {
+        if call.attempts >= self.config.max_attempts || call.remaining().is_zero() {
+            return Ok(None);
+        }
+        if let Some(i) = sticky.filter(|&i| !self.endpoints[i].ejected.load(Ordering::Relaxed)) {
+            return Ok(Some(i));
+        }
+        self.pick(&call.tried)
+            .map(Some)
+            .ok_or(ClientError::NoEndpoints)
+    }
+
+    /// Chooses an endpoint: never the last one tried (unless it is the only one), then by
+    /// (ejected, already tried, outside the preferred region, outstanding), ties broken at
+    /// random. Ejected endpoints are still chosen when nothing else is left (fail open).
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let last = tried.last().copied();
+        let preferred = self.config.preferred_region.as_deref();
+        self.endpoints
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.endpoints.len() == 1 || Some(i) != last)
+            .min_by_key(|&(i, e)| {
+                (
+                    e.ejected.load(Ordering::Relaxed),
+                    tried.contains(&i),
+                    preferred.is_some_and(|p| p != e.endpoint.region),
+                    e.outstanding.load(Ordering::Relaxed),
+                    rand::random::<u32>(),
+                )
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// One attempt on endpoint `idx` with the call's remaining budget as its deadline.
+    async fn attempt(
+        &self,
+        idx: usize,
+        req: ModelInferRequest,
+        call: &mut CallState,
+    ) -> Result<ModelInferResponse, Status> {
+        call.attempts += 1;
+        call.tried.push(idx);
+        self.attempt_on(idx, req, call.remaining()).await
+    }
+
+    async fn attempt_on(
+        &self,
+        idx: usize,
+        req: ModelInferRequest,
+        budget: Duration,
+    ) -> Result<ModelInferResponse, Status> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        let e = &self.endpoints[idx];
+        e.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _guard = Outstanding(&e.outstanding);
+        let mut request = tonic::Request::new(req);
+        request.set_timeout(budget);
+        let mut client = e.infer.clone();
+        let start = Instant::now();
+        let result = match tokio::time::timeout(budget, client.model_infer(request)).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded("client deadline exceeded")),
+        };
+        // tonic's channel enforces the grpc-timeout set above itself and reports its expiry as
+        // CANCELLED "Timeout expired", racing the local timeout; both mean the deadline passed.
+        let result = result.map_err(|s| {
+            let expired = s.code() == Code::Cancelled
+                && (s.message() == "Timeout expired" || start.elapsed() >= budget);
+            if expired {
+                Status::deadline_exceeded(format!("client deadline exceeded: {}", s.message()))
+            } else {
+                s
+            }
+        });
+        match &result {
+            Ok(_) => {
+                self.record_success(idx);
+                if let Some(h) = &self.hedge {
+                    h.record_success(start.elapsed());
+                }
+            }
+            // A local timeout counts against the node: a black-holed node would otherwise never
+            // be ejected.
+            Err(s) if is_retryable(s) || s.code() == Code::DeadlineExceeded => {
+                self.record_failure(idx, s);
+            }
+            // The node answered; the request was at fault.
+            Err(_) => self.record_success(idx),
+        }
+        result
+    }
+
+    /// The first attempt of a hedged call: wait for it up to the hedge delay, then (budget
+    /// allowing) race a second attempt on another endpoint and take the first success.
+    async fn hedged_attempt(
+        &self,
+        hedge: &HedgeState,
+        idx: usize,
+        req: &ModelInferRequest,
+        call: &mut CallState,
+    ) -> Result<ModelInferResponse, Status> {
+        call.attempts += 1;
+        call.tried.push(idx);
+        let first = self.attempt_on(idx, req.clone(), call.remaining());
+        tokio::pin!(first);
+        tokio::select! {
+            r = &mut first => return r,
+            () = tokio::time::sleep(hedge.delay()) => {}
+        }
+        let second_idx = match self.next_endpoint(call, None) {
+            Ok(Some(i)) if i != idx && hedge.try_acquire() => i,
+            _ => return first.await,
+        };
+        tracing::debug!(first = idx, second = second_idx, "hedging inference call");
+        call.attempts += 1;
+        call.tried.push(second_idx);
+        let second = self.attempt_on(second_idx, req.clone(), call.remaining());
+        tokio::pin!(second);
+        let (done, other) = tokio::select! {
+            r = &mut first => (r, true),
+            r = &mut second => (r, false),
+        };
+        match done {
+            Err(s) if is_retryable(&s) => {
+                call.last = Some(s);
+                if other { second.await } else { first.await }
+            }
+            done => done,
+        }
+    }
+
+    /// Handles a failed attempt: `Ok` to retry, `Err` to return.
+    fn on_error(&self, status: Status, call: &mut CallState) -> Result<(), ClientError> {
+        if status.code() == Code::DeadlineExceeded {
+            return Err(ClientError::DeadlineExceeded {
+                attempts: call.attempts,
+                last: Some(status),
+            });
+        }
+        if !is_retryable(&status) {
+            return Err(ClientError::Status(status));
+        }
+        tracing::debug!(attempts = call.attempts, %status, "retrying inference call");
+        call.last = Some(status);
+        Ok(())
+    }
+
+    /// The error for a call that ran out of attempts or time.
+    fn give_up(&self, call: CallState) -> ClientError {
+        match call.last {
+            Some(last) if call.attempts >= self.config.max_attempts => ClientError::Exhausted {
+                attempts: call.attempts,
+                last,
+            },
+            last => ClientError::DeadlineExceeded {
+                attempts: call.attempts,
+                last,
+            },
+        }
+    }
+
+    fn record_success(&self, idx: usize) {
+        let e = &self.endpoints[idx];
+        e.consecutive_failures.store(0, Ordering::Relaxed);
+        if e.ejected.swap(false, Ordering::Relaxed) {
+            tracing::info!(url = %e.endpoint.url, "endpoint re-admitted after a successful call");
+        }
+    }
+
+    fn record_failure(&self, idx: usize, status: &Status) {
+        let e = &self.endpoints[idx];
+        let failures = e.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.config.eject_after && !e.ejected.swap(true, Ordering::Relaxed) {
+            tracing::warn!(url = %e.endpoint.url, failures, %status, "endpoint ejected");
+        }
+    }
+}
+
+/// Health-checks ejected endpoints every `probe_interval` and re-admits those that answer
+/// `SERVING`. Holds only a `Weak` between rounds, so it ends once the last client is dropped.
+async fn probe_loop(inner: Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|i| i.config.probe_interval) else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (probes, timeout) = {
+            let Some(inner) = inner.upgrade() else { return };
+            let probes: Vec<(usize, HealthClient<Channel>)> = inner
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.ejected.load(Ordering::Relaxed))
+                .map(|(i, e)| (i, e.health.clone()))
+                .collect();
+            (probes, inner.config.deadline.max(interval))
+        };
+        if probes.is_empty() {
+            continue;
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for (idx, mut health) in probes {
+            set.spawn(async move {
+                let mut req = tonic::Request::new(HealthCheckRequest {
+                    service: HEALTH_SERVICE.to_owned(),
+                });
+                req.set_timeout(timeout);
+                let serving = matches!(
+                    tokio::time::timeout(timeout, health.check(req)).await,
+                    Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
+                );
+                (idx, serving)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((idx, true)) = joined else { continue };
+            let Some(inner) = inner.upgrade() else { return };
+            let e = &inner.endpoints[idx];
+            e.consecutive_failures.store(0, Ordering::Relaxed);
+            if e.ejected.swap(false, Ordering::Relaxed) {
+                tracing::info!(url = %e.endpoint.url, "endpoint re-admitted: health check SERVING");
+            }
+        }
+    }
+}
