@@ -3,6 +3,8 @@
 //! where internal errors become gRPC statuses.
 
 pub mod admin;
+#[cfg(test)]
+pub mod fake_inference;
 pub mod inference;
 pub mod proto;
 pub mod sequence;

@@ -15,12 +15,9 @@ use clap::Parser as _;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 
 use super::{BenchArgs, measure, request::ACTION_OUTPUT};
+use crate::api::fake_inference::{FakeInfer, InferOnly};
 use crate::api::proto::inference::{
-    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
-    ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
-    ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
-    grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer},
-    infer_parameter::ParameterChoice,
+    ModelInferRequest, ModelInferResponse, infer_parameter::ParameterChoice,
     model_infer_response::InferOutputTensor,
 };
 
@@ -64,38 +61,7 @@ fn output(name: &str, datatype: &str, shape: Vec<i64>) -> InferOutputTensor {
 }
 
 #[tonic::async_trait]
-impl GrpcInferenceService for Fake {
-    async fn server_live(
-        &self,
-        _: Request<ServerLiveRequest>,
-    ) -> Result<Response<ServerLiveResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-    async fn server_ready(
-        &self,
-        _: Request<ServerReadyRequest>,
-    ) -> Result<Response<ServerReadyResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-    async fn model_ready(
-        &self,
-        _: Request<ModelReadyRequest>,
-    ) -> Result<Response<ModelReadyResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-    async fn server_metadata(
-        &self,
-        _: Request<ServerMetadataRequest>,
-    ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-    async fn model_metadata(
-        &self,
-        _: Request<ModelMetadataRequest>,
-    ) -> Result<Response<ModelMetadataResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
+impl FakeInfer for Fake {
     async fn model_infer(
         &self,
         request: Request<ModelInferRequest>,
@@ -154,7 +120,7 @@ async fn start(fake: Fake) -> (SocketAddr, Arc<Fake>) {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let fake = Arc::new(fake);
-    let service = GrpcInferenceServiceServer::from_arc(Arc::clone(&fake));
+    let service = InferOnly::server(Arc::clone(&fake));
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)

@@ -15,12 +15,8 @@ use std::{
 use tonic::{Code, Request, Response, Status, transport::server::TcpIncoming};
 
 use super::{ClientConfig, ClientError, Endpoint, FudoClient, HEALTH_SERVICE, HedgeConfig};
-use crate::api::proto::inference::{
-    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
-    ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
-    ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
-    grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer},
-};
+use crate::api::fake_inference::{FakeInfer, InferOnly};
+use crate::api::proto::inference::{ModelInferRequest, ModelInferResponse};
 
 /// What a fake answers to `ModelInfer`.
 #[derive(Clone, Copy)]
@@ -47,42 +43,7 @@ impl Fake {
 }
 
 #[tonic::async_trait]
-impl GrpcInferenceService for Fake {
-    async fn server_live(
-        &self,
-        _: Request<ServerLiveRequest>,
-    ) -> Result<Response<ServerLiveResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn server_ready(
-        &self,
-        _: Request<ServerReadyRequest>,
-    ) -> Result<Response<ServerReadyResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn model_ready(
-        &self,
-        _: Request<ModelReadyRequest>,
-    ) -> Result<Response<ModelReadyResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn server_metadata(
-        &self,
-        _: Request<ServerMetadataRequest>,
-    ) -> Result<Response<ServerMetadataResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn model_metadata(
-        &self,
-        _: Request<ModelMetadataRequest>,
-    ) -> Result<Response<ModelMetadataResponse>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
+impl FakeInfer for Fake {
     async fn model_infer(
         &self,
         _: Request<ModelInferRequest>,
@@ -124,7 +85,7 @@ async fn start_on(
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(GrpcInferenceServiceServer::from_arc(Arc::clone(&fake)))
+            .add_service(InferOnly::server(Arc::clone(&fake)))
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
     (addr, fake)
