@@ -20,10 +20,13 @@
 //!
 //! Layout: [`table`] (the state machine and the per-session locking), [`snapshot`] (what is
 //! stored and its binary encoding), [`store`] (the store enum and the memory store),
-//! [`redis_store`] (the Redis write-through writer), [`error`].
+//! [`redis_store`] (the Redis write-through writer), `redis_conn` (its connection, direct or
+//! through Sentinel discovery), [`redis_target`] (the parsed `sessions.redis_url`), [`error`].
 
 pub mod error;
+mod redis_conn;
 pub mod redis_store;
+pub mod redis_target;
 pub mod snapshot;
 pub mod store;
 pub mod table;
@@ -34,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{SessionError, StepError, StoreError};
 pub use redis_store::{RedisStore, RedisStoreOptions};
+pub use redis_target::RedisTarget;
 pub use snapshot::{SessionSnapshot, StepRecord};
 pub use store::{MemoryStore, SessionStore, StoreHealth};
 pub use table::SessionTable;

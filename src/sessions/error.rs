@@ -115,6 +115,30 @@ pub enum StoreError {
         /// The limit.
         after: Duration,
     },
+    /// `sessions.redis_url` is not a valid Redis or Redis Sentinel URL.
+    #[error("invalid redis url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it, and the expected form.
+        reason: String,
+    },
+    /// No sentinel named a reachable primary for the monitored master.
+    #[error("redis sentinel: no primary for master {master:?} could be reached: {detail}")]
+    NoPrimary {
+        /// The monitored master name.
+        master: String,
+        /// What each sentinel (and the primary it named) answered.
+        detail: String,
+    },
+    /// The server a sentinel named is not (or no longer) a primary.
+    #[error("redis at {addr} is a {role}, not a primary (failover in progress?)")]
+    NotPrimary {
+        /// `host:port` of the server.
+        addr: String,
+        /// The role it reported.
+        role: String,
+    },
     /// A stored snapshot could not be decoded.
     #[error("corrupt session snapshot: {0}")]
     Decode(String),

@@ -15,6 +15,11 @@
 //! trip clears `degraded` (one `info`). Loads read the buffer first (read-your-writes), then
 //! `GET` with a short overall timeout; they only happen for sessions not in the table's memory.
 //!
+//! With a `redis+sentinel://` URL every (re)connect asks the sentinels for the current primary
+//! and checks its `ROLE` (see `redis_conn`); since every failed round trip (a `READONLY` reply
+//! from a demoted primary included) drops the connection, the writer finds the new primary
+//! after a failover and flushes the buffer there, losing nothing that was buffered.
+//!
 //! The buffer is a map (not a channel) so that coalescing happens at enqueue time and memory
 //! stays bounded by the number of sessions even when the writer cannot drain.
 
@@ -23,10 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::Notify;
 
+use super::redis_conn::ConnSlot;
+use super::redis_target::RedisTarget;
 use super::{SessionSnapshot, StoreError, StoreHealth};
 
 /// Tuning of a [`RedisStore`].
@@ -133,13 +138,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RedisStore {
-    /// Creates the store and its writer task (must run inside a tokio runtime). Fails only on
-    /// an invalid URL; an unreachable server leaves the store degraded until it connects.
+    /// Creates the store and its writer task (must run inside a tokio runtime). `url` is a
+    /// redis crate URL or a `redis+sentinel://` URL (see [`RedisTarget`]). Fails only on an
+    /// invalid URL; an unreachable server (or no reachable primary) leaves the store degraded
+    /// until it connects.
     pub async fn connect(url: &str, opts: RedisStoreOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+        let target = RedisTarget::parse(url)?;
         let shared = Arc::new(Shared {
             url: url.to_owned(),
-            conn: ConnSlot::new(client, &opts),
+            conn: ConnSlot::new(&target, &opts)?,
             opts,
             pending: Mutex::default(),
             wake: Notify::new(),
@@ -420,59 +427,6 @@ async fn writer(shared: Arc<Shared>) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(shared.opts.backoff_max);
             }
-        }
-    }
-}
-
-/// One shared multiplexed connection, (re)established on demand. A generation number keeps a
-/// failing user from dropping a newer, healthy connection made by someone else.
-struct ConnSlot {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    connect_timeout: Duration,
-    slot: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
-    generation: AtomicU64,
-}
-
-impl ConnSlot {
-    fn new(client: redis::Client, opts: &RedisStoreOptions) -> Self {
-        Self {
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(opts.connect_timeout))
-                .set_response_timeout(Some(opts.response_timeout)),
-            connect_timeout: opts.connect_timeout,
-            slot: tokio::sync::Mutex::new(None),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    async fn get(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
-        let mut slot = self.slot.lock().await;
-        if let Some((generation, conn)) = &*slot {
-            return Ok((*generation, conn.clone()));
-        }
-        let connect = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
-        let conn = match tokio::time::timeout(self.connect_timeout * 2, connect).await {
-            Ok(conn) => conn?,
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    op: "redis connect",
-                    after: self.connect_timeout,
-                });
-            }
-        };
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        *slot = Some((generation, conn.clone()));
-        Ok((generation, conn))
-    }
-
-    async fn invalidate(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
-        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
-            *slot = None;
         }
     }
 }

@@ -40,7 +40,9 @@ impl SessionStore {
         SessionStore::Memory(MemoryStore::default())
     }
 
-    /// A Redis store for `url` (`redis://host:port/db`). Fails only on an invalid URL: when
+    /// A Redis store for `url`: `redis://host:port/db`, or
+    /// `redis+sentinel://host1:port1,host2:port2/<master-name>[/<db>]` to follow the primary that
+    /// Redis Sentinel names (see [`super::RedisTarget`]). Fails only on an invalid URL: when
     /// Redis is unreachable the store starts degraded and connects in the background.
     pub async fn redis(url: &str, opts: RedisStoreOptions) -> Result<Self, StoreError> {
         Ok(SessionStore::Redis(RedisStore::connect(url, opts).await?))
