@@ -12,16 +12,22 @@ use std::{
 /// The `redis-server` binary on PATH. Without one the test is skipped with a notice, unless
 /// `FUDO_REQUIRE_REDIS=1` (set by the test command and CI), which makes it fail.
 pub fn redis_server() -> Option<PathBuf> {
+    redis_binary("redis-server")
+}
+
+/// The binary `name` (`redis-server`, `redis-sentinel`) on PATH, with the skip-or-fail rule of
+/// [`redis_server`].
+pub fn redis_binary(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
+            .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
     if found.is_none() {
         if std::env::var("FUDO_REQUIRE_REDIS").as_deref() == Ok("1") {
-            panic!("FUDO_REQUIRE_REDIS=1 but `redis-server` is not on PATH; install redis-server");
+            panic!("FUDO_REQUIRE_REDIS=1 but `{name}` is not on PATH; install redis-server");
         }
-        eprintln!("SKIPPED: `redis-server` is not on PATH (set FUDO_REQUIRE_REDIS=1 to fail)");
+        eprintln!("SKIPPED: `{name}` is not on PATH (set FUDO_REQUIRE_REDIS=1 to fail)");
     }
     found
 }
@@ -42,11 +48,17 @@ pub struct Redis {
 impl Redis {
     /// Starts a throw-away Redis (no persistence) on `port` and waits until it listens.
     pub fn start(bin: &Path, port: u16, dir: &Path) -> Self {
+        Self::start_with(bin, port, dir, &[])
+    }
+
+    /// Like [`Redis::start`], with extra command-line arguments (e.g. `--replicaof`).
+    pub fn start_with(bin: &Path, port: u16, dir: &Path, extra: &[&str]) -> Self {
         let child = Command::new(bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
