@@ -134,7 +134,13 @@ impl Default for ModelsConfig {
 pub struct SessionsConfig {
     /// `memory` (the embedded default) or `redis`.
     pub backend: SessionBackend,
-    /// Redis URL when `backend = "redis"`.
+    /// Redis URL when `backend = "redis"`: either one server, `redis://host:port/db` (any URL
+    /// the redis crate accepts), or Redis Sentinel,
+    /// `redis+sentinel://host1:port1,host2:port2/<master-name>[/<db>]` (port defaults to
+    /// 26379; IPv6 hosts in brackets; no credentials, query or TLS). With Sentinel, every
+    /// (re)connect asks the sentinels in order for the current primary of `<master-name>` and
+    /// checks with `ROLE` that it is one, so the store follows a failover without losing
+    /// buffered writes. Env `FUDO_SESSIONS_REDIS_URL`, `--set sessions.redis_url=...`.
     pub redis_url: String,
     /// Past step results kept per session so retried steps are answered without stepping.
     pub retained_results: usize,
