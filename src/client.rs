@@ -88,6 +88,14 @@ pub struct ClientConfig {
     pub probe_interval: Duration,
     /// Region tried first when several nodes are healthy.
     pub preferred_region: Option<String>,
+    /// Limit of one attempt within the deadline (default: none, an attempt may use the whole
+    /// remaining deadline). An attempt that hits it counts against its node and the call is
+    /// retried elsewhere, so a frozen or black-holed node costs one attempt timeout, not the
+    /// whole deadline.
+    pub attempt_timeout: Option<Duration>,
+    /// HTTP/2 keep-alive ping interval; a connection whose ping is not answered within the
+    /// same time is closed and its calls fail over (default 1 s; `None` disables).
+    pub keepalive: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -102,6 +110,8 @@ impl ClientConfig {
             eject_after: 3,
             probe_interval: Duration::from_millis(200),
             preferred_region: None,
+            attempt_timeout: None,
+            keepalive: Some(Duration::from_secs(1)),
         }
     }
 
@@ -121,6 +131,12 @@ impl ClientConfig {
         }
         if self.probe_interval.is_zero() {
             return bad("probe_interval must be positive");
+        }
+        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("attempt_timeout must be positive");
+        }
+        if self.keepalive.is_some_and(|t| t.is_zero()) {
+            return bad("keepalive must be positive");
         }
         if let Some(h) = &self.hedge {
             if !(h.percentile > 0.0 && h.percentile <= 1.0) {
@@ -269,11 +285,17 @@ impl FudoClient {
         config.validate()?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
-            let channel = tonic::transport::Endpoint::from_shared(e.url.clone())
+            let mut endpoint = tonic::transport::Endpoint::from_shared(e.url.clone())
                 .map_err(|err| ClientError::Config(format!("endpoint {}: {err}", e.url)))?
-                .connect_timeout(config.deadline)
-                .tcp_nodelay(true)
-                .connect_lazy();
+                .connect_timeout(config.attempt_timeout.unwrap_or(config.deadline))
+                .tcp_nodelay(true);
+            if let Some(k) = config.keepalive {
+                endpoint = endpoint
+                    .http2_keep_alive_interval(k)
+                    .keep_alive_timeout(k)
+                    .keep_alive_while_idle(true);
+            }
+            let channel = endpoint.connect_lazy();
             endpoints.push(EndpointState {
                 endpoint: e.clone(),
                 infer: GrpcInferenceServiceClient::new(channel.clone()),
@@ -461,7 +483,18 @@ impl Inner {
     ) -> Result<ModelInferResponse, Status> {
         call.attempts += 1;
         call.tried.push(idx);
-        self.attempt_on(idx, req, call.remaining()).await
+        let budget = self.attempt_budget(call);
+        self.attempt_on(idx, req, budget).await
+    }
+
+    /// The time one attempt may take: the remaining deadline, capped by the attempt timeout
+    /// unless this is the last attempt the call may make.
+    fn attempt_budget(&self, call: &CallState) -> Duration {
+        let remaining = call.remaining();
+        match self.config.attempt_timeout {
+            Some(t) if call.attempts < self.config.max_attempts => t.min(remaining),
+            _ => remaining,
+        }
     }
 
     async fn attempt_on(
@@ -522,7 +555,7 @@ impl Inner {
     ) -> Result<ModelInferResponse, Status> {
         call.attempts += 1;
         call.tried.push(idx);
-        let first = self.attempt_on(idx, req.clone(), call.remaining());
+        let first = self.attempt_on(idx, req.clone(), self.attempt_budget(call));
         tokio::pin!(first);
         tokio::select! {
             r = &mut first => return r,
@@ -535,14 +568,14 @@ impl Inner {
         tracing::debug!(first = idx, second = second_idx, "hedging inference call");
         call.attempts += 1;
         call.tried.push(second_idx);
-        let second = self.attempt_on(second_idx, req.clone(), call.remaining());
+        let second = self.attempt_on(second_idx, req.clone(), self.attempt_budget(call));
         tokio::pin!(second);
         let (done, other) = tokio::select! {
             r = &mut first => (r, true),
             r = &mut second => (r, false),
         };
         match done {
-            Err(s) if is_retryable(&s) => {
+            Err(s) if is_retryable(&s) || s.code() == Code::DeadlineExceeded => {
                 call.last = Some(s);
                 if other { second.await } else { first.await }
             }
@@ -552,6 +585,16 @@ impl Inner {
 
     /// Handles a failed attempt: `Ok` to retry, `Err` to return.
     fn on_error(&self, status: Status, call: &mut CallState) -> Result<(), ClientError> {
+        // An attempt that ran into the attempt timeout while the call still has time left is
+        // retried elsewhere like an unavailable node.
+        if status.code() == Code::DeadlineExceeded
+            && self.config.attempt_timeout.is_some()
+            && !call.remaining().is_zero()
+        {
+            tracing::debug!(attempts = call.attempts, %status, "attempt timed out; retrying");
+            call.last = Some(status);
+            return Ok(());
+        }
         if status.code() == Code::DeadlineExceeded {
             return Err(ClientError::DeadlineExceeded {
                 attempts: call.attempts,

@@ -99,7 +99,10 @@ impl InferenceService {
                     tensor::encode_outputs(&outputs, &data);
                 response.parameters.insert(
                     sequence::SERVED_BY.into(),
-                    sequence::string_param(out.served_by),
+                    sequence::string_param(format!(
+                        "{}/{}",
+                        self.node.config.server.node_name, out.served_by
+                    )),
                 );
             }
             (false, Some(_)) => {
@@ -164,12 +167,14 @@ impl InferenceService {
             state_dim: spec.state_dim,
         };
         let slot = served_by.clone();
+        let node_name = self.node.config.server.node_name.clone();
         let outcome = self
             .node
             .sessions
             .step(request, move |state| async move {
                 let out = host.infer(request_id, 1, obs, state, deadline).await?;
-                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(out.served_by);
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(format!("{node_name}/{}", out.served_by));
                 Ok(StepComputed {
                     output: StepOutput {
                         logits: out.logits,

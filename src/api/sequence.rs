@@ -17,7 +17,7 @@ pub const SEQUENCE_END: &str = "sequence_end";
 pub const SEQUENCE_SEQ: &str = "sequence_seq";
 /// Response parameter: the highest step whose state the session store has made durable.
 pub const DURABLE_WATERMARK: &str = "durable_watermark";
-/// Response parameter: the shard that computed the answer.
+/// Response parameter: the node and shard that computed the answer (`<node>/<model>/shard-i`).
 pub const SERVED_BY: &str = "served_by";
 /// Response parameter: whether the answer is a stored one returned for a retried step.
 pub const REPLAYED: &str = "replayed";

@@ -96,6 +96,19 @@ pub async fn serve(
         .max_decoding_message_size(decode_limit);
     let admin = AdminServer::new(AdminService::new(node.clone()));
 
+    // Shard threads come up just after the node starts; give them a moment so the health
+    // status a client sees first is SERVING, not a transient NOT_SERVING.
+    let ready_by = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !node.is_ready() && tokio::time::Instant::now() < ready_by {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let initial = if node.is_ready() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    health.set_service_status("", initial).await;
+    health.set_service_status(INFERENCE_SERVICE, initial).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health_task = tokio::spawn(track_health(node.clone(), health, stop_rx.clone()));
     let metrics_task = tokio::spawn(serve_metrics(node.clone(), listeners.metrics, stop_rx));

@@ -96,6 +96,7 @@ impl SessionTable {
         Fut: Future<Output = Result<StepComputed, E>>,
     {
         let (entry, mut slot) = self.acquire(&req.session_id, req.start).await?;
+        self.refresh_if_behind(&req, &mut slot).await;
         let result = self.step_locked(&req, &mut slot, infer).await;
         slot.last_used = Instant::now();
         if !matches!(slot.state, SlotState::Live(_)) {
@@ -181,6 +182,34 @@ impl SessionTable {
             replayed: false,
             durable_watermark: self.inner.store.durable_watermark(id),
         })
+    }
+
+    /// A session that moved to another node and back finds this node's copy stale: the request
+    /// is ahead of it. Before calling that a gap, look at the store, where the other node
+    /// wrote its newer steps, and take its snapshot if it is newer.
+    async fn refresh_if_behind(&self, req: &StepRequest, slot: &mut Slot) {
+        let SlotState::Live(current) = &slot.state else {
+            return;
+        };
+        let behind = !req.start && req.seq.is_some_and(|seq| seq > current.seq + 1);
+        if !behind {
+            return;
+        }
+        match self.inner.store.load(&req.session_id).await {
+            Ok(Some(stored)) if stored.seq > current.seq => {
+                tracing::debug!(
+                    session = %req.session_id,
+                    memory_seq = current.seq,
+                    store_seq = stored.seq,
+                    "session copy in memory was stale; took the store's newer snapshot"
+                );
+                slot.state = SlotState::Live(stored);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(session = %req.session_id, %error, "store lookup for a stale session failed")
+            }
+        }
     }
 
     /// Locks the session's entry, loading the session from the store when it is not in memory.

@@ -331,3 +331,22 @@ fn plan_without_runtime_state() {
         }
     );
 }
+
+#[tokio::test]
+async fn a_session_that_comes_back_takes_the_newer_snapshot_from_the_store() {
+    // Two nodes sharing one store: the session moves a → b → a.
+    let store = SessionStore::memory();
+    let a = SessionTable::new(store.clone(), SessionConfig::default());
+    let b = SessionTable::new(store, SessionConfig::default());
+    a.step(start("s", Some(1)), count).await.unwrap();
+    a.step(req("s", Some(2)), count).await.unwrap();
+    for seq in 3..=5 {
+        b.step(req("s", Some(seq)), count).await.unwrap();
+    }
+    // a still holds seq 2 in memory; the store has seq 5 from b.
+    let o = a.step(req("s", Some(6)), count).await.unwrap();
+    assert_eq!((o.seq, o.output.action), (6, 5), "continued from b's state");
+    // A real gap is still a gap.
+    let e = session_err(a.step(req("s", Some(9)), count).await);
+    assert!(matches!(e, SessionError::SeqGap { expected: 7, .. }), "{e}");
+}
