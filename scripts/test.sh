@@ -4,7 +4,8 @@
 # 1. installs what the tests need (redis-server; a Python virtualenv with tritonclient[grpc]),
 # 2. checks formatting and lints,
 # 3. runs every Rust test (unit, property, integration against real processes and Redis),
-# 4. runs the Python tests, in which an unmodified Triton client drives `fudo serve`.
+# 4. runs the Python tests, in which an unmodified Triton client drives `fudo serve`,
+# 5. runs every chaos scenario in its short form against a local cluster (release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -15,7 +16,12 @@ apt_install() {
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
-command -v redis-server >/dev/null 2>&1 || apt_install redis-server redis-sentinel
+{ command -v redis-server && command -v redis-sentinel; } >/dev/null 2>&1 || apt_install redis-server redis-sentinel
+if [ "$(id -u)" -eq 0 ]; then
+  # Network namespaces and nftables for the netlab tests and the partition scenarios.
+  { command -v ip && command -v nft; } >/dev/null 2>&1 || apt_install iproute2 nftables
+  export FUDO_REQUIRE_NETNS=1
+fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 redis-server --version
 VENV=${FUDO_TEST_VENV:-$HOME/.cache/fudo/test-venv}
@@ -38,3 +44,6 @@ cargo test --all-targets --locked
 step "python: tritonclient[grpc] against fudo serve"
 cargo build --locked --bin fudo
 FUDO_BIN="$PWD/target/debug/fudo" "$VENV/bin/pytest" -q tests/python
+
+step "chaos scenarios, short forms (release build)"
+./scripts/chaos.sh --short

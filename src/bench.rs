@@ -16,7 +16,7 @@
 //! every second and the [`BenchReport`] as pretty JSON on stdout.
 
 mod driver;
-mod request;
+pub mod request;
 mod stats;
 
 #[cfg(test)]

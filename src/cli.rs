@@ -1,9 +1,11 @@
 //! The `fudo` command line. `main.rs` only parses and hands over to [`run`]; each subcommand
 //! lives in its own file.
 
+pub mod chaos;
 pub mod ctl;
 pub mod logging;
 pub mod serve;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +27,10 @@ pub enum Command {
     Ctl(ctl::CtlArgs),
     /// Load-generate against a node and print JSON results.
     Bench(crate::bench::BenchArgs),
+    /// Start a local cluster: nodes in regions and AZs, Redis primary + replica + Sentinel.
+    Up(up::UpArgs),
+    /// Run chaos scenarios (fault injection under load) and write their reports.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Runs the parsed command line.
@@ -37,6 +43,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // `bench::run` prints the JSON report itself (and writes `--out`).
             runtime(true)?.block_on(crate::bench::run(args))?;
             Ok(())
+        }
+        Command::Up(args) => {
+            logging::init_stderr("info");
+            runtime(true)?.block_on(up::run(args))
+        }
+        Command::Chaos(args) => {
+            logging::init_stderr("warn");
+            if runtime(true)?.block_on(chaos::run(args))? {
+                Ok(())
+            } else {
+                anyhow::bail!("chaos run failed: a hypothesis did not hold (see the report)")
+            }
         }
     }
 }

@@ -10,14 +10,18 @@
 //! - [`actors`]: the node, the per-model router and the inference shards.
 //! - [`sessions`]: recurrent session state, idempotent steps and durable storage.
 //! - [`api`]: the gRPC services (inference, admin, health) and status mapping.
-//! - [`cli`]: the `fudo` command line (serve, ctl, bench).
+//! - [`cli`]: the `fudo` command line (serve, ctl, bench, up, chaos).
 //! - [`client`]: the gateway client library (endpoints, deadlines, retries, hedging, stickiness).
+//! - [`cluster`]: the local cluster launcher (`fudo up`): nodes, Redis with Sentinel.
+//! - [`chaos`]: the chaos runner (`fudo chaos run`): faults under load, reports.
 
 pub mod actors;
 pub mod api;
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod model;

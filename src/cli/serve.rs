@@ -95,7 +95,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     result
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

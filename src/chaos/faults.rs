@@ -1,0 +1,341 @@
+//! Injecting and healing the faults of a scenario against a running [`Cluster`]: admin-API
+//! panics and slowdowns, signals to node processes, the Redis primary's death, nftables rules
+//! in the AZ namespaces, and the fault proxies in front of the nodes.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+use tokio::task::JoinHandle;
+
+use super::{
+    netlab::FaultId,
+    proxy::ProxyControl,
+    scenario::{Fault, FaultKind},
+};
+use crate::{
+    api::proto::fudo::v1::{PanicActorRequest, SlowShardRequest, admin_client::AdminClient},
+    cluster::{Cluster, ClusterError},
+};
+
+/// Why a fault could not be injected or healed.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    /// The cluster refused (unknown node, process not running, signal failed, Redis).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The admin API refused or could not be reached.
+    #[error("admin API of {node}: {reason}")]
+    Admin {
+        /// Node name.
+        node: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The network could not be changed.
+    #[error("network: {0}")]
+    Network(String),
+    /// A proxy fault without a proxy for that node.
+    #[error("no fault proxy in front of {0} (set cluster.proxy = true)")]
+    NoProxy(String),
+}
+
+/// Injects and heals faults; remembers what each active fault installed.
+pub struct Injector<'a> {
+    cluster: &'a Cluster,
+    proxies: HashMap<String, ProxyControl>,
+    installed: Mutex<HashMap<usize, Vec<FaultId>>>,
+    background: Mutex<Vec<(usize, Injection)>>,
+}
+
+/// An injection still running in the background, and what it will report.
+type Injection = JoinHandle<Result<String, FaultError>>;
+
+async fn panic_once(
+    admin: &mut AdminClient<tonic::transport::Channel>,
+    node: &str,
+    actor: &str,
+    in_forward: bool,
+) -> Result<u64, FaultError> {
+    let r = admin
+        .panic_actor(PanicActorRequest {
+            name: actor.to_owned(),
+            in_forward,
+        })
+        .await
+        .map_err(|s| FaultError::Admin {
+            node: node.to_owned(),
+            reason: s.message().to_owned(),
+        })?;
+    Ok(r.into_inner().generation)
+}
+
+impl<'a> Injector<'a> {
+    /// An injector for `cluster`, with the fault proxies in front of its nodes (by node name).
+    #[must_use]
+    pub fn new(cluster: &'a Cluster, proxies: HashMap<String, ProxyControl>) -> Self {
+        Self {
+            cluster,
+            proxies,
+            installed: Mutex::default(),
+            background: Mutex::default(),
+        }
+    }
+
+    /// Waits for the injections still running in the background (repeated panics) and
+    /// returns their outcomes by fault position.
+    pub async fn finish(&self) -> Vec<(usize, Result<String, FaultError>)> {
+        let tasks = std::mem::take(
+            &mut *self
+                .background
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut out = Vec::new();
+        for (index, task) in tasks {
+            let result = task.await.unwrap_or_else(|e| {
+                Err(FaultError::Admin {
+                    node: String::new(),
+                    reason: format!("injection task failed: {e}"),
+                })
+            });
+            out.push((index, result));
+        }
+        out
+    }
+
+    fn proxy(&self, node: &str) -> Result<&ProxyControl, FaultError> {
+        self.proxies
+            .get(node)
+            .ok_or_else(|| FaultError::NoProxy(node.to_owned()))
+    }
+
+    /// The AZs named by an AZ or region name.
+    fn zones(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.place.az == name || n.place.region == name)
+            .map(|n| n.place.az.clone())
+            .collect();
+        out.dedup();
+        out
+    }
+
+    async fn admin(
+        &self,
+        node: &str,
+    ) -> Result<AdminClient<tonic::transport::Channel>, FaultError> {
+        let n = self.cluster.node(node)?;
+        AdminClient::connect(format!("http://{}", n.grpc))
+            .await
+            .map_err(|e| FaultError::Admin {
+                node: node.into(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Injects `fault`; returns what was done, for the fault log.
+    ///
+    /// # Errors
+    ///
+    /// A [`FaultError`] saying why nothing (or not everything) was injected.
+    pub async fn inject(&self, fault: &Fault) -> Result<String, FaultError> {
+        match &fault.kind {
+            FaultKind::ActorPanic {
+                node,
+                actor,
+                in_forward,
+                count,
+                every_ms,
+            } => {
+                let mut admin = self.admin(node).await?;
+                // The first panic is injected here, so an unknown actor fails the injection;
+                // the rest run in the background so the schedule and the monitor keep going.
+                let first = panic_once(&mut admin, node, actor, *in_forward).await?;
+                let (node, actor, in_forward, count, every) = (
+                    node.clone(),
+                    actor.clone(),
+                    *in_forward,
+                    *count,
+                    Duration::from_millis(*every_ms),
+                );
+                let rest = tokio::spawn(async move {
+                    let mut generations = vec![first];
+                    for _ in 1..count {
+                        tokio::time::sleep(every).await;
+                        generations.push(panic_once(&mut admin, &node, &actor, in_forward).await?);
+                    }
+                    Ok(format!(
+                        "{count} panic(s) of {actor} done (generations {generations:?})"
+                    ))
+                });
+                self.background
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((fault.index, rest));
+                Ok(format!(
+                    "panic 1 of {count} of {} (generation {first}); the rest every {every_ms} ms",
+                    fault.kind.target()
+                ))
+            }
+            FaultKind::ShardSlow {
+                node,
+                actor,
+                delay_ms,
+            } => {
+                self.slow(node, actor, *delay_ms).await?;
+                Ok(format!("{actor} slowed by {delay_ms} ms per forward pass"))
+            }
+            FaultKind::NodeKill { node } => {
+                let pid = self.cluster.node(node)?.process.signal(Signal::SIGKILL)?;
+                Ok(format!("SIGKILL pid {pid}"))
+            }
+            FaultKind::NodeFreeze { node } => {
+                let pid = self.cluster.node(node)?.process.signal(Signal::SIGSTOP)?;
+                Ok(format!("SIGSTOP pid {pid}"))
+            }
+            FaultKind::RedisPrimaryKill => {
+                let redis = self
+                    .cluster
+                    .redis()
+                    .ok_or_else(|| ClusterError::Redis("the cluster has no Redis".into()))?;
+                let name = redis.kill_primary().await?;
+                Ok(format!("SIGKILL {name} (the primary)"))
+            }
+            FaultKind::Partition { isolate, between } => {
+                let net = |e: super::netlab::NetLabError| FaultError::Network(e.to_string());
+                let mut lab = crate::cluster::lock(self.lab()?);
+                match (isolate, between) {
+                    (Some(z), _) => {
+                        let zones = self.zones(z);
+                        let mut ids = Vec::new();
+                        for zone in &zones {
+                            ids.push(lab.isolate(zone).map_err(net)?);
+                        }
+                        self.remember(fault.index, ids);
+                        Ok(format!(
+                            "isolated {zones:?} from the client, Redis and every other AZ"
+                        ))
+                    }
+                    (None, Some([a, b])) => {
+                        let za: Vec<String> = a.iter().flat_map(|z| self.zones(z)).collect();
+                        let zb: Vec<String> = b.iter().flat_map(|z| self.zones(z)).collect();
+                        let ra: Vec<&str> = za.iter().map(String::as_str).collect();
+                        let rb: Vec<&str> = zb.iter().map(String::as_str).collect();
+                        let id = lab.partition(&ra, &rb).map_err(net)?;
+                        self.remember(fault.index, vec![id]);
+                        Ok(format!("partitioned {ra:?} from {rb:?}"))
+                    }
+                    (None, None) => Err(FaultError::Network("empty partition".into())),
+                }
+            }
+            FaultKind::Loss { zone, percent } => {
+                let net = |e: super::netlab::NetLabError| FaultError::Network(e.to_string());
+                let mut lab = crate::cluster::lock(self.lab()?);
+                let zones = self.zones(zone);
+                let mut ids = Vec::new();
+                for z in &zones {
+                    ids.push(lab.loss(z, *percent).map_err(net)?);
+                }
+                self.remember(fault.index, ids);
+                Ok(format!("{percent}% packet loss on {zones:?}"))
+            }
+            FaultKind::Latency {
+                node,
+                latency_ms,
+                jitter_ms,
+            } => {
+                self.proxy(node)?.set_latency(
+                    Duration::from_millis(*latency_ms),
+                    Duration::from_millis(*jitter_ms),
+                );
+                Ok(format!("+{latency_ms} ms (jitter {jitter_ms} ms) each way"))
+            }
+            FaultKind::Stall { node } => {
+                self.proxy(node)?.stall(true);
+                Ok("proxy stalled (connections open, no bytes)".into())
+            }
+            FaultKind::ConnectionCut { node } => {
+                self.proxy(node)?.cut();
+                Ok("every connection reset".into())
+            }
+        }
+    }
+
+    /// Heals a lasting fault.
+    ///
+    /// # Errors
+    ///
+    /// A [`FaultError`] if the heal failed (the fault may still be active).
+    pub async fn heal(&self, fault: &Fault) -> Result<String, FaultError> {
+        match &fault.kind {
+            FaultKind::ShardSlow { node, actor, .. } => {
+                self.slow(node, actor, 0).await?;
+                Ok(format!("{actor} back to normal speed"))
+            }
+            FaultKind::NodeFreeze { node } => {
+                let pid = self.cluster.node(node)?.process.signal(Signal::SIGCONT)?;
+                Ok(format!("SIGCONT pid {pid}"))
+            }
+            FaultKind::Partition { .. } | FaultKind::Loss { .. } => {
+                let ids = self
+                    .installed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&fault.index)
+                    .unwrap_or_default();
+                let mut lab = crate::cluster::lock(self.lab()?);
+                for id in &ids {
+                    lab.heal_fault(*id)
+                        .map_err(|e| FaultError::Network(e.to_string()))?;
+                }
+                Ok(format!("{} rule set(s) removed", ids.len()))
+            }
+            FaultKind::Latency { node, .. } => {
+                self.proxy(node)?.clear_latency();
+                Ok("latency removed".into())
+            }
+            FaultKind::Stall { node } => {
+                self.proxy(node)?.stall(false);
+                Ok("proxy forwarding again".into())
+            }
+            FaultKind::ActorPanic { .. }
+            | FaultKind::NodeKill { .. }
+            | FaultKind::RedisPrimaryKill
+            | FaultKind::ConnectionCut { .. } => Ok("nothing to heal".into()),
+        }
+    }
+
+    fn lab(&self) -> Result<&Mutex<super::netlab::NetLab>, FaultError> {
+        self.cluster
+            .netlab()
+            .ok_or_else(|| FaultError::Network("the cluster does not run in namespaces".into()))
+    }
+
+    fn remember(&self, index: usize, ids: Vec<FaultId>) {
+        self.installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index, ids);
+    }
+
+    async fn slow(&self, node: &str, actor: &str, delay_ms: u64) -> Result<(), FaultError> {
+        self.admin(node)
+            .await?
+            .slow_shard(SlowShardRequest {
+                name: actor.to_owned(),
+                delay_ms,
+            })
+            .await
+            .map_err(|s| FaultError::Admin {
+                node: node.to_owned(),
+                reason: s.message().to_owned(),
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The fault-free reference for recurrent sessions: each session's observations are a
+//! deterministic function of (seed, session, seq), so the runner replays them through the
+//! same policy in-process, one step at a time with nothing failing, and compares every action
+//! the cluster answered with the reference action for that seq. Same build, same CPU, same
+//! model version: the actions must be equal.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{
+    history::{Op, OpKind},
+    load::session_pool,
+    report::SessionsReport,
+};
+use crate::model::{Policy, PolicyError};
+
+/// Compares the session steps of `ops` with the reference computed by `policy`.
+///
+/// # Errors
+///
+/// A [`PolicyError`] if the reference forward pass fails.
+pub fn check_sessions(
+    ops: &[Op],
+    policy: &dyn Policy,
+    seed: u64,
+) -> Result<SessionsReport, PolicyError> {
+    let spec = policy.spec().clone();
+    // session → seq → actions answered (a retried or replayed seq may appear twice).
+    let mut answered: BTreeMap<usize, BTreeMap<u64, Vec<i64>>> = BTreeMap::new();
+    let mut report = SessionsReport::default();
+    let mut last_node: HashMap<usize, String> = HashMap::new();
+    for op in ops.iter().filter(|o| o.kind == OpKind::Step && o.ok) {
+        let Some(s) = op
+            .process
+            .strip_prefix("session-")
+            .and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        let (Some(seq), Some(action)) = (op.seq, op.action) else {
+            continue;
+        };
+        answered
+            .entry(s)
+            .or_default()
+            .entry(seq)
+            .or_default()
+            .push(action);
+        if op.replayed {
+            report.replayed_steps += 1;
+        }
+        if let Some(node) = op.node() {
+            if last_node.get(&s).is_some_and(|n| n != node) {
+                report.node_moves += 1;
+            }
+            last_node.insert(s, node.to_owned());
+        }
+    }
+    for (s, steps) in &answered {
+        report.checked += 1;
+        let pool = session_pool(seed, *s, spec.obs_dim);
+        let mut state = vec![0.0f32; spec.state_dim];
+        let last = steps.keys().next_back().copied().unwrap_or(0);
+        for seq in 1..=last {
+            let obs = decode(pool.payload(seq));
+            let out = policy.forward(&obs, 1, &state)?;
+            state = out.state;
+            let Some(actions) = steps.get(&seq) else {
+                continue;
+            };
+            let expected = out.actions.first().copied();
+            for a in actions {
+                report.steps_checked += 1;
+                if Some(*a) != expected {
+                    report.divergent_steps += 1;
+                    tracing::warn!(session = s, seq, answered = a, reference = ?expected, "divergent step");
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn decode(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::bundled_models;
+
+    fn lstm() -> std::sync::Arc<dyn Policy> {
+        let models = bundled_models(&candle_core::Device::Cpu).expect("bundled models load");
+        models
+            .into_iter()
+            .find(|m| m.spec().is_recurrent())
+            .expect("a recurrent bundled model")
+            .policy
+    }
+
+    fn step_op(session: usize, seq: u64, action: i64) -> Op {
+        Op {
+            id: seq,
+            process: format!("session-{session}"),
+            kind: OpKind::Step,
+            seq: Some(seq),
+            start_us: 0,
+            end_us: 1,
+            ok: true,
+            status: "OK".into(),
+            error: None,
+            served_by: Some(format!("n{}/lstm/shard-0", seq % 2)),
+            action: Some(action),
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn the_reference_itself_matches_and_a_changed_action_diverges() {
+        let policy = lstm();
+        let spec = policy.spec().clone();
+        let pool = session_pool(7, 3, spec.obs_dim);
+        let mut state = vec![0.0; spec.state_dim];
+        let mut ops = Vec::new();
+        for seq in 1..=20 {
+            let out = policy
+                .forward(&decode(pool.payload(seq)), 1, &state)
+                .expect("forward");
+            state = out.state;
+            ops.push(step_op(3, seq, out.actions[0]));
+        }
+        let r = check_sessions(&ops, policy.as_ref(), 7).expect("check");
+        assert_eq!((r.checked, r.steps_checked, r.divergent_steps), (1, 20, 0));
+        assert_eq!(r.node_moves, 19);
+        ops[10].action = ops[10].action.map(|a| (a + 1) % spec.n_actions as i64);
+        let r = check_sessions(&ops, policy.as_ref(), 7).expect("check");
+        assert_eq!(r.divergent_steps, 1);
+        // A different seed is a different run: almost every step diverges.
+        let r = check_sessions(&ops, policy.as_ref(), 8).expect("check");
+        assert!(r.divergent_steps > 0);
+    }
+}
