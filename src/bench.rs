@@ -10,7 +10,10 @@
 //!   (`sequence_id`, `sequence_start`, `sequence_end`, fudo's `sequence_seq`), one step at a
 //!   time, retrying a failed step with the same `sequence_seq`.
 //!
-//! Load is spread round-robin over `--connections` HTTP/2 connections. Requests sent during
+//! Requests go through the gateway client library ([`crate::client::FudoClient`]) over
+//! `--connections` HTTP/2 connections to each of the comma-separated `--target`s; by default
+//! with one attempt per request (a raw measurement), or with `--retries`, `--attempt-timeout-ms`
+//! and `--hedge-percentile` to measure what a gateway using the library sees. Requests sent during
 //! `--warmup` are not measured; the run stops issuing after `--warmup + --duration` and waits at
 //! most the per-request deadline for the stragglers. [`run`] prints a progress line on stderr
 //! every second and the [`BenchReport`] as pretty JSON on stdout.
@@ -33,12 +36,10 @@ use anyhow::{Context as _, Result, bail, ensure};
 use serde::Serialize;
 use tonic::transport::Endpoint;
 
+use crate::client::{self, ClientConfig, FudoClient, HedgeConfig};
+
 pub use self::stats::{LatencySummary, RequestCounts, TimelineEntry};
-use self::{
-    driver::{Client, Shared},
-    request::ObsPool,
-    stats::Recorder,
-};
+use self::{driver::Shared, request::ObsPool, stats::Recorder};
 
 /// How requests are issued.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,7 +54,8 @@ pub enum LoadMode {
 /// Options of `fudo bench`.
 #[derive(clap::Args, Debug, Clone, Serialize)]
 pub struct BenchArgs {
-    /// Server address (gRPC, plaintext HTTP/2); `http://` is assumed when no scheme is given.
+    /// Server address (gRPC, plaintext HTTP/2), or several separated by commas; `http://` is
+    /// assumed when no scheme is given.
     #[arg(long, default_value = "http://127.0.0.1:8001")]
     pub target: String,
     /// Model to call.
@@ -87,9 +89,18 @@ pub struct BenchArgs {
     /// Per-request deadline in milliseconds (also sent as `grpc-timeout`).
     #[arg(long, default_value_t = 1000)]
     pub timeout_ms: u64,
-    /// HTTP/2 connections to spread the load over (round-robin).
+    /// HTTP/2 connections to each target (the client spreads calls by fewest in flight).
     #[arg(long, default_value_t = 2)]
     pub connections: usize,
+    /// Retries on another connection or target for retryable failures, within the deadline.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// Limit of one attempt in milliseconds (0: the whole deadline).
+    #[arg(long, default_value_t = 0)]
+    pub attempt_timeout_ms: u64,
+    /// Hedge a stateless call that has not answered by this latency percentile (0 < p <= 1).
+    #[arg(long)]
+    pub hedge_percentile: Option<f64>,
     /// Open loop: most requests in flight before scheduled ones fail as `client_overload`
     /// (0: 2 × rate × timeout, at least 1024).
     #[arg(long, default_value_t = 0)]
@@ -181,12 +192,47 @@ impl BenchArgs {
         auto.max(1024)
     }
 
-    fn target_uri(&self) -> String {
-        if self.target.contains("://") {
-            self.target.clone()
-        } else {
-            format!("http://{}", self.target)
+    fn target_uris(&self) -> Vec<String> {
+        self.target
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                if t.contains("://") {
+                    t.to_owned()
+                } else {
+                    format!("http://{t}")
+                }
+            })
+            .collect()
+    }
+
+    fn client_config(&self) -> Result<ClientConfig> {
+        let targets = self.target_uris();
+        ensure!(!targets.is_empty(), "--target needs at least one address");
+        let mut endpoints = Vec::new();
+        for url in &targets {
+            Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid --target {url:?}"))?;
+            for _ in 0..self.connections {
+                endpoints.push(client::Endpoint {
+                    url: url.clone(),
+                    region: String::new(),
+                    az: String::new(),
+                });
+            }
         }
+        let mut config = ClientConfig::new(endpoints);
+        config.deadline = Duration::from_millis(self.timeout_ms);
+        config.max_attempts = self.retries.saturating_add(1);
+        config.attempt_timeout =
+            (self.attempt_timeout_ms > 0).then(|| Duration::from_millis(self.attempt_timeout_ms));
+        config.hedge = self.hedge_percentile.map(|percentile| HedgeConfig {
+            percentile,
+            min_delay: Duration::from_millis(1),
+            budget_ratio: 0.1,
+        });
+        Ok(config)
     }
 }
 
@@ -217,18 +263,14 @@ pub async fn measure(args: &BenchArgs) -> Result<BenchReport> {
     let warmup = Duration::from_secs_f64(args.warmup);
     let duration = Duration::from_secs_f64(args.duration);
 
-    let endpoint = Endpoint::from_shared(args.target_uri())
-        .with_context(|| format!("invalid --target {:?}", args.target))?
-        .tcp_nodelay(true)
-        .connect_timeout(timeout);
-    // One endpoint connected lazily per channel: each is its own HTTP/2 connection, and a
-    // server that is down (or restarting) shows up as UNAVAILABLE answers, not as a failed run.
-    let clients: Vec<Client> = (0..args.connections)
-        .map(|_| Client::new(endpoint.connect_lazy()))
-        .collect();
+    // Every endpoint is its own lazily connected HTTP/2 connection, so a server that is down
+    // (or restarting) shows up as UNAVAILABLE answers, not as a failed run.
+    let client = FudoClient::connect(args.client_config()?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let shared = Arc::new(Shared {
-        clients,
+        client,
         recorder: Mutex::new(Recorder::new(warmup, duration)?),
         t0: Instant::now(),
         stop_at: warmup + duration,
@@ -413,6 +455,8 @@ mod tests {
     #[test]
     fn target_without_scheme() {
         let a = parse(&["--target", "10.0.0.1:8001"]).expect("parse");
-        assert_eq!(a.target_uri(), "http://10.0.0.1:8001");
+        assert_eq!(a.target_uris(), ["http://10.0.0.1:8001"]);
+        let a = parse(&["--target", "a:1, http://b:2"]).expect("parse");
+        assert_eq!(a.target_uris(), ["http://a:1", "http://b:2"]);
     }
 }

@@ -180,6 +180,22 @@ pub enum ClientError {
     Config(String),
 }
 
+impl ClientError {
+    /// The status name a report counts this failure under: the gRPC code's canonical name
+    /// (`UNAVAILABLE`, ...), `DEADLINE_EXCEEDED` for the call's own deadline, `NO_ENDPOINTS` or
+    /// `CLIENT_CONFIG`.
+    #[must_use]
+    pub fn status_name(&self) -> &'static str {
+        match self {
+            ClientError::NoEndpoints => "NO_ENDPOINTS",
+            ClientError::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
+            ClientError::Exhausted { last, .. } => crate::bench::request::code_name(last.code()),
+            ClientError::Status(s) => crate::bench::request::code_name(s.code()),
+            ClientError::Config(_) => "CLIENT_CONFIG",
+        }
+    }
+}
+
 /// A snapshot of one endpoint's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointStatus {
@@ -338,15 +354,19 @@ impl FudoClient {
         }
         let mut call = inner.start_call();
         let mut first = true;
+        let mut req = Some(req);
         loop {
             let Some(idx) = inner.next_endpoint(&call, None)? else {
                 return Err(inner.give_up(call));
             };
-            let result = match &inner.hedge {
-                Some(h) if first && inner.endpoints.len() > 1 => {
-                    inner.hedged_attempt(h, idx, &req, &mut call).await
+            let result = match (&inner.hedge, &req) {
+                (Some(h), Some(r)) if first && inner.endpoints.len() > 1 => {
+                    inner.hedged_attempt(h, idx, r, &mut call).await
                 }
-                _ => inner.attempt(idx, req.clone(), &mut call).await,
+                _ => match inner.for_attempt(&mut req, &call) {
+                    Some(r) => inner.attempt(idx, r, &mut call).await,
+                    None => return Err(inner.give_up(call)),
+                },
             };
             first = false;
             match result {
@@ -371,6 +391,7 @@ impl FudoClient {
         let inner = &self.inner;
         inner.calls.fetch_add(1, Ordering::Relaxed);
         let mut call = inner.start_call();
+        let mut req = Some(req);
         let mut sticky = inner
             .lock_sessions()
             .get(session_id)
@@ -381,7 +402,10 @@ impl FudoClient {
                 return Err(inner.give_up(call));
             };
             inner.lock_sessions().insert(session_id.to_owned(), idx);
-            match inner.attempt(idx, req.clone(), &mut call).await {
+            let Some(r) = inner.for_attempt(&mut req, &call) else {
+                return Err(inner.give_up(call));
+            };
+            match inner.attempt(idx, r, &mut call).await {
                 Ok(resp) => return Ok(resp),
                 Err(status) => inner.on_error(status, &mut call)?,
             }
@@ -428,6 +452,20 @@ impl Inner {
             tried: Vec::new(),
             attempts: 0,
             last: None,
+        }
+    }
+
+    /// The request for the next attempt: moved out on the call's last possible attempt (with
+    /// the default single attempt, the request is never copied), cloned otherwise.
+    fn for_attempt(
+        &self,
+        req: &mut Option<ModelInferRequest>,
+        call: &CallState,
+    ) -> Option<ModelInferRequest> {
+        if call.attempts + 1 >= self.config.max_attempts {
+            req.take()
+        } else {
+            req.clone()
         }
     }
 

@@ -12,30 +12,23 @@ use std::{
 };
 
 use tokio::{sync::Semaphore, task::JoinSet};
-use tonic::transport::Channel;
 
 use super::{
-    request::{BAD_RESPONSE, ObsPool, SequenceStep, build_request, code_name, response_is_valid},
+    request::{BAD_RESPONSE, ObsPool, SequenceStep, build_request, response_is_valid},
     stats::Recorder,
 };
-use crate::api::proto::inference::{
-    ModelInferRequest, grpc_inference_service_client::GrpcInferenceServiceClient,
-};
-
-/// The generated client over one tonic channel.
-pub type Client = GrpcInferenceServiceClient<Channel>;
+use crate::{api::proto::inference::ModelInferRequest, client::FudoClient};
 
 /// Failure reason when the open loop's outstanding cap is hit.
 pub const CLIENT_OVERLOAD: &str = "client_overload";
-/// Failure reason of a request the client gave up on (its own deadline).
-const LOCAL_DEADLINE: &str = "DEADLINE_EXCEEDED";
 /// Consecutive failures after which a session restarts its sequence (`sequence_start`).
 const SESSION_RESTART_AFTER: u32 = 3;
 
 /// What every loop shares.
 pub struct Shared {
-    /// One client per connection; requests are spread round-robin.
-    pub clients: Vec<Client>,
+    /// The gateway client library over every target connection (deadline, retries, hedging
+    /// and ejection as configured; with the defaults, one attempt per request).
+    pub client: FudoClient,
     /// The accounting.
     pub recorder: Mutex<Recorder>,
     /// Start of the run (warmup included).
@@ -57,26 +50,26 @@ impl Shared {
         self.recorder.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn client(&self, n: u64) -> Client {
-        let len = self.clients.len().max(1) as u64;
-        let i = usize::try_from(n % len).unwrap_or(0);
-        self.clients[i].clone()
-    }
-
     fn next_request(&self, step: Option<SequenceStep>) -> ModelInferRequest {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         build_request(&self.model, &self.pool, n, format!("bench-{n}"), step)
     }
 
-    /// Sends one request; `Err` carries the failure reason.
-    async fn call(&self, client: &mut Client, req: ModelInferRequest) -> Result<(), &'static str> {
-        let mut req = tonic::Request::new(req);
-        req.set_timeout(self.timeout);
-        match tokio::time::timeout(self.timeout, client.model_infer(req)).await {
-            Err(_) => Err(LOCAL_DEADLINE),
-            Ok(Err(status)) => Err(code_name(status.code())),
-            Ok(Ok(resp)) if response_is_valid(resp.get_ref(), self.pool.batch()) => Ok(()),
-            Ok(Ok(_)) => Err(BAD_RESPONSE),
+    /// Sends one request (as a step of `session` when given); `Err` carries the failure
+    /// reason.
+    async fn call(
+        &self,
+        req: ModelInferRequest,
+        session: Option<&str>,
+    ) -> Result<(), &'static str> {
+        let result = match session {
+            Some(id) => self.client.infer_session(id, req).await,
+            None => self.client.infer(req).await,
+        };
+        match result {
+            Err(e) => Err(e.status_name()),
+            Ok(resp) if response_is_valid(&resp, self.pool.batch()) => Ok(()),
+            Ok(_) => Err(BAD_RESPONSE),
         }
     }
 
@@ -84,12 +77,12 @@ impl Shared {
     /// `t0 + sent_at` (which is the scheduled time for the open loop).
     async fn send_recorded(
         &self,
-        client: &mut Client,
         req: ModelInferRequest,
+        session: Option<&str>,
         sent_at: Duration,
     ) -> Result<(), &'static str> {
         self.rec().sent(sent_at);
-        let result = self.call(client, req).await;
+        let result = self.call(req, session).await;
         let latency = self.t0.elapsed().saturating_sub(sent_at);
         match result {
             Ok(()) => self.rec().ok(sent_at, latency),
@@ -111,10 +104,9 @@ impl Shared {
 /// been answered.
 pub async fn closed_loop(shared: Arc<Shared>, concurrency: usize) {
     let mut workers = JoinSet::new();
-    for w in 0..concurrency {
+    for _ in 0..concurrency {
         let shared = Arc::clone(&shared);
         workers.spawn(async move {
-            let mut client = shared.client(w as u64);
             let mut failures = 0u32;
             loop {
                 let sent_at = shared.t0.elapsed();
@@ -122,11 +114,7 @@ pub async fn closed_loop(shared: Arc<Shared>, concurrency: usize) {
                     break;
                 }
                 let req = shared.next_request(None);
-                if shared
-                    .send_recorded(&mut client, req, sent_at)
-                    .await
-                    .is_ok()
-                {
+                if shared.send_recorded(req, None, sent_at).await.is_ok() {
                     failures = 0;
                 } else {
                     failures = failures.saturating_add(1);
@@ -159,9 +147,8 @@ pub async fn open_loop(shared: Arc<Shared>, rate: f64, max_outstanding: usize) {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let mut client = shared.client(n);
                     let req = shared.next_request(None);
-                    let _ = shared.send_recorded(&mut client, req, scheduled).await;
+                    let _ = shared.send_recorded(req, None, scheduled).await;
                 });
             }
             Err(_) => {
@@ -190,7 +177,7 @@ pub async fn session_loop(shared: Arc<Shared>, sessions: usize, base_id: i64) {
         let shared = Arc::clone(&shared);
         let sequence_id = base_id.saturating_add(i64::try_from(s).unwrap_or(i64::MAX));
         workers.spawn(async move {
-            let mut client = shared.client(s as u64);
+            let key = sequence_id.to_string();
             let mut seq: i64 = 1;
             let mut failures = 0u32;
             loop {
@@ -205,11 +192,7 @@ pub async fn session_loop(shared: Arc<Shared>, sessions: usize, base_id: i64) {
                     end: false,
                 };
                 let req = shared.next_request(Some(step));
-                if shared
-                    .send_recorded(&mut client, req, sent_at)
-                    .await
-                    .is_ok()
-                {
+                if shared.send_recorded(req, Some(&key), sent_at).await.is_ok() {
                     seq += 1;
                     failures = 0;
                 } else {
@@ -229,8 +212,9 @@ pub async fn session_loop(shared: Arc<Shared>, sessions: usize, base_id: i64) {
                     end: true,
                 };
                 let req = shared.next_request(Some(step));
-                let _ = shared.call(&mut client, req).await;
+                let _ = shared.call(req, Some(&key)).await;
             }
+            shared.client.end_session(&key);
         });
     }
     while workers.join_next().await.is_some() {}

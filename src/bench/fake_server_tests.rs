@@ -382,3 +382,32 @@ async fn recurrent_sessions_step_sequentially() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_retries_a_dead_target_costs_no_request() {
+    let (addr, _fake) = start(Fake::default()).await;
+    // A port nobody listens on: every attempt there is refused (UNAVAILABLE).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let targets = format!("http://{dead},http://{addr}");
+    let base = ["bench", "--target", &targets, "--quiet", "--warmup", "0"];
+    let extra = [
+        "--duration",
+        "1",
+        "--concurrency",
+        "4",
+        "--connections",
+        "1",
+    ];
+    let parse = |more: &[&str]| {
+        Cli::try_parse_from(base.iter().chain(extra.iter()).chain(more))
+            .expect("args")
+            .bench
+    };
+    let raw = measure(&parse(&[])).await.expect("bench");
+    assert!(raw.errors_by_status.contains_key("UNAVAILABLE"), "{raw:?}");
+    let retried = measure(&parse(&["--retries", "1"])).await.expect("bench");
+    assert!(retried.requests.ok > 10, "{:?}", retried.requests);
+    assert_eq!(retried.requests.failed, 0, "{:?}", retried.errors_by_status);
+}

@@ -30,7 +30,7 @@ use crate::{
         proto::inference::{ModelInferResponse, infer_parameter::ParameterChoice},
         sequence,
     },
-    bench::request::{ACTION_OUTPUT, ObsPool, SequenceStep, build_request, code_name},
+    bench::request::{ACTION_OUTPUT, ObsPool, SequenceStep, build_request},
     client::{ClientError, FudoClient},
 };
 
@@ -120,23 +120,11 @@ impl Gen {
                 }
             },
             Err(e) => {
-                op.status = error_status(e).into();
+                op.status = e.status_name().into();
                 op.error = Some(e.to_string());
             }
         }
         self.history.push(op);
-    }
-}
-
-/// The status name recorded for a failed call.
-#[must_use]
-pub fn error_status(e: &ClientError) -> &'static str {
-    match e {
-        ClientError::NoEndpoints => "NO_ENDPOINTS",
-        ClientError::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
-        ClientError::Exhausted { last, .. } => code_name(last.code()),
-        ClientError::Status(s) => code_name(s.code()),
-        ClientError::Config(_) => "CLIENT_CONFIG",
     }
 }
 
