@@ -15,9 +15,10 @@
 //!   server's `sequence_seq` makes the retried step idempotent). Sessions are never hedged: a
 //!   session step must not be computed on two nodes at once.
 //!
-//! Retryable statuses are `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, and `UNKNOWN` when it comes from
-//! the transport (its message mentions "transport" or "connect", or its source is a
-//! `tonic::transport::Error`): tonic reports refused or reset connections that way. Everything
+//! Retryable statuses are `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, and `UNKNOWN` or `CANCELLED` when
+//! they come from the transport (the source is a `tonic::transport::Error`, or an `UNKNOWN`
+//! message mentions "transport" or "connect"): tonic reports refused, reset and closed
+//! connections that way (a node killed mid-call gives `CANCELLED` "connection closed"). Everything
 //! else (`INVALID_ARGUMENT`, `NOT_FOUND`, `FAILED_PRECONDITION`, `INTERNAL`, ...) is the request's
 //! or the model's problem and is returned at once.
 
@@ -281,13 +282,16 @@ pub fn is_retryable(status: &Status) -> bool {
         Code::Unavailable | Code::ResourceExhausted => true,
         Code::Unknown => {
             let m = status.message().to_ascii_lowercase();
-            m.contains("transport")
-                || m.contains("connect")
-                || std::error::Error::source(status)
-                    .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
+            m.contains("transport") || m.contains("connect") || from_transport(status)
         }
+        Code::Cancelled => from_transport(status),
         _ => false,
     }
+}
+
+fn from_transport(status: &Status) -> bool {
+    std::error::Error::source(status)
+        .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 impl FudoClient {

@@ -335,3 +335,38 @@ async fn invalid_config_is_rejected() {
     let err = FudoClient::connect(cfg).await.expect_err("bad url");
     assert!(matches!(err, ClientError::Config(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_attempt_timeout_moves_a_call_off_a_stalled_node_within_the_deadline() {
+    let (slow, _fs) = start("stalled", Duration::from_millis(2000), Mode::Ok).await;
+    let (fast, _ff) = start("fast", Duration::ZERO, Mode::Ok).await;
+    let mut cfg = config(vec![endpoint(slow, "r1"), endpoint(fast, "r1")]);
+    cfg.attempt_timeout = Some(Duration::from_millis(40));
+    cfg.eject_after = 1;
+    let client = FudoClient::connect(cfg).await.expect("connect");
+    for _ in 0..6 {
+        let t0 = Instant::now();
+        client.infer(req()).await.expect("served by the fast node");
+        assert!(
+            t0.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+    // After its first timed-out attempt the stalled node is ejected and gets no more calls.
+    let stalled = &client.endpoints()[0];
+    assert!(stalled.ejected, "{stalled:?}");
+}
+
+#[test]
+fn transport_failures_are_retryable_and_request_failures_are_not() {
+    use crate::client::is_retryable;
+    assert!(is_retryable(&Status::unavailable("draining")));
+    assert!(is_retryable(&Status::resource_exhausted("queue full")));
+    assert!(is_retryable(&Status::unknown("transport error")));
+    // A CANCELLED without a transport error behind it is the caller's own cancellation.
+    assert!(!is_retryable(&Status::cancelled("operation was canceled")));
+    assert!(!is_retryable(&Status::invalid_argument("bad shape")));
+    assert!(!is_retryable(&Status::failed_precondition("gap")));
+    assert!(!is_retryable(&Status::internal("poison")));
+}
