@@ -60,17 +60,30 @@ async fn panic_once(
     actor: &str,
     in_forward: bool,
 ) -> Result<u64, FaultError> {
-    let r = admin
-        .panic_actor(PanicActorRequest {
-            name: actor.to_owned(),
-            in_forward,
-        })
-        .await
-        .map_err(|s| FaultError::Admin {
-            node: node.to_owned(),
-            reason: s.message().to_owned(),
-        })?;
-    Ok(r.into_inner().generation)
+    // An actor between a death and its restart (backoff grows with repeated panics) refuses
+    // with UNAVAILABLE "restarting; try again": wait for its next generation, up to 2 s.
+    let mut waited = Duration::ZERO;
+    loop {
+        let result = admin
+            .panic_actor(PanicActorRequest {
+                name: actor.to_owned(),
+                in_forward,
+            })
+            .await;
+        match result {
+            Ok(r) => return Ok(r.into_inner().generation),
+            Err(s) if s.code() == tonic::Code::Unavailable && waited < Duration::from_secs(2) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                waited += Duration::from_millis(10);
+            }
+            Err(s) => {
+                return Err(FaultError::Admin {
+                    node: node.to_owned(),
+                    reason: s.message().to_owned(),
+                });
+            }
+        }
+    }
 }
 
 impl<'a> Injector<'a> {

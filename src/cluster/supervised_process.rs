@@ -171,6 +171,10 @@ fn spawn(spec: &ProcessSpec) -> Result<tokio::process::Child, ClusterError> {
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2))
         .kill_on_drop(true)
+        // A process group of its own: a terminal's Ctrl-C reaches only the launcher, which then
+        // stops its children in order, instead of every child dying at once and being
+        // restarted during the shutdown.
+        .process_group(0)
         .spawn()
         .map_err(|e| err(format!("{program}: {e}")))
 }
