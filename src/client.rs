@@ -23,6 +23,7 @@
 //! or the model's problem and is returned at once.
 
 mod hedge;
+mod session_replay;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +47,8 @@ use crate::api::proto::inference::{
     grpc_inference_service_client::GrpcInferenceServiceClient,
 };
 use hedge::HedgeState;
+pub use session_replay::EXPECTED_SEQ_METADATA;
+use session_replay::ReplayBuffer;
 
 /// The service name probed with grpc.health.v1 `Check`.
 pub const HEALTH_SERVICE: &str = "inference.GRPCInferenceService";
@@ -97,6 +100,9 @@ pub struct ClientConfig {
     /// HTTP/2 keep-alive ping interval; a connection whose ping is not answered within the
     /// same time is closed and its calls fail over (default 1 s; `None` disables).
     pub keepalive: Option<Duration>,
+    /// Answered session steps kept per session until the server reports them durable, to
+    /// resend to a node whose snapshot is behind (default 64).
+    pub replay_limit: usize,
 }
 
 impl ClientConfig {
@@ -113,6 +119,7 @@ impl ClientConfig {
             preferred_region: None,
             attempt_timeout: None,
             keepalive: Some(Duration::from_secs(1)),
+            replay_limit: 64,
         }
     }
 
@@ -223,6 +230,8 @@ pub struct ClientStats {
     pub attempts: u64,
     /// Hedged attempts sent.
     pub hedges: u64,
+    /// Session steps resent to a node whose snapshot was behind.
+    pub replays: u64,
 }
 
 /// Client for a set of fudo nodes. Cheap to clone; clones share channels and state, and the
@@ -246,10 +255,18 @@ struct EndpointState {
 struct Inner {
     config: ClientConfig,
     endpoints: Vec<EndpointState>,
-    sessions: Mutex<HashMap<String, usize>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
+    replays: AtomicU64,
     hedge: Option<HedgeState>,
     calls: AtomicU64,
     attempts: AtomicU64,
+}
+
+/// A session's node and its steps not yet durable.
+#[derive(Debug)]
+struct SessionEntry {
+    endpoint: usize,
+    replay: ReplayBuffer,
 }
 
 /// Decrements an endpoint's outstanding count when an attempt ends or is cancelled.
@@ -335,6 +352,7 @@ impl FudoClient {
             config,
             endpoints,
             sessions: Mutex::new(HashMap::new()),
+            replays: AtomicU64::new(0),
             hedge,
             calls: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
@@ -382,7 +400,9 @@ impl FudoClient {
 
     /// Runs one step of a recurrent session on the session's node; the first step picks a node
     /// like [`FudoClient::infer`]. On a retryable failure (or if the node was ejected) the session
-    /// moves to another node and stays there. Never hedged.
+    /// moves to another node and stays there. Never hedged. When the new node's snapshot is
+    /// behind (it answers FAILED_PRECONDITION with the seq it expects), the buffered steps from
+    /// that seq are resent to it first (see `replay_limit`).
     ///
     /// # Errors
     ///
@@ -395,23 +415,49 @@ impl FudoClient {
         let inner = &self.inner;
         inner.calls.fetch_add(1, Ordering::Relaxed);
         let mut call = inner.start_call();
-        let mut req = Some(req);
+        let seq = session_replay::request_seq(&req);
         let mut sticky = inner
             .lock_sessions()
             .get(session_id)
-            .copied()
+            .map(|e| e.endpoint)
             .filter(|&i| i < inner.endpoints.len());
         loop {
             let Some(idx) = inner.next_endpoint(&call, sticky.take())? else {
                 return Err(inner.give_up(call));
             };
-            inner.lock_sessions().insert(session_id.to_owned(), idx);
-            let Some(r) = inner.for_attempt(&mut req, &call) else {
-                return Err(inner.give_up(call));
-            };
-            match inner.attempt(idx, r, &mut call).await {
-                Ok(resp) => return Ok(resp),
-                Err(status) => inner.on_error(status, &mut call)?,
+            inner
+                .lock_sessions()
+                .entry(session_id.to_owned())
+                .or_insert_with(|| SessionEntry {
+                    endpoint: idx,
+                    replay: ReplayBuffer::default(),
+                })
+                .endpoint = idx;
+            match inner.attempt(idx, req.clone(), &mut call).await {
+                Ok(resp) => {
+                    if let Some(seq) = seq {
+                        inner.record_step(session_id, seq, req, &resp);
+                    }
+                    return Ok(resp);
+                }
+                Err(status) => {
+                    let missing = match (session_replay::expected_seq(&status), seq) {
+                        (Some(expected), Some(seq)) if expected < seq => inner
+                            .lock_sessions()
+                            .get(session_id)
+                            .and_then(|e| e.replay.range(expected, seq)),
+                        _ => None,
+                    };
+                    let Some(missing) = missing else {
+                        inner.on_error(status, &mut call)?;
+                        continue;
+                    };
+                    match inner.replay(session_id, idx, missing, &call).await {
+                        // The node has caught up: send the current step to it again.
+                        Ok(()) => sticky = Some(idx),
+                        Err(status) => inner.on_error(status, &mut call)?,
+                    }
+                }
             }
         }
     }
@@ -445,6 +491,7 @@ impl FudoClient {
             calls: self.inner.calls.load(Ordering::Relaxed),
             attempts: self.inner.attempts.load(Ordering::Relaxed),
             hedges: self.inner.hedge.as_ref().map_or(0, HedgeState::hedges_sent),
+            replays: self.inner.replays.load(Ordering::Relaxed),
         }
     }
 }
@@ -473,8 +520,50 @@ impl Inner {
         }
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_step(
+        &self,
+        session_id: &str,
+        seq: u64,
+        req: ModelInferRequest,
+        resp: &ModelInferResponse,
+    ) {
+        let watermark = session_replay::response_watermark(resp);
+        if let Some(e) = self.lock_sessions().get_mut(session_id) {
+            e.replay
+                .record(seq, req, watermark, self.config.replay_limit);
+        }
+    }
+
+    /// Resends buffered steps to endpoint `idx`, in order, within the call's deadline (replays
+    /// do not count as attempts: a long gap needs many).
+    async fn replay(
+        &self,
+        session_id: &str,
+        idx: usize,
+        missing: Vec<ModelInferRequest>,
+        call: &CallState,
+    ) -> Result<(), Status> {
+        tracing::info!(
+            session = session_id,
+            steps = missing.len(),
+            url = %self.endpoints[idx].endpoint.url,
+            "node is behind the session; resending buffered steps"
+        );
+        for step in missing {
+            let seq = session_replay::request_seq(&step);
+            let resp = self
+                .attempt_on(idx, step.clone(), self.attempt_budget(call))
+                .await?;
+            self.replays.fetch_add(1, Ordering::Relaxed);
+            if let Some(seq) = seq {
+                self.record_step(session_id, seq, step, &resp);
+            }
+        }
+        Ok(())
     }
 
     /// The endpoint for the next attempt, or `None` when attempts or time are used up.

@@ -33,9 +33,25 @@ impl From<InferError> for Status {
 impl From<SessionError> for Status {
     fn from(err: SessionError) -> Self {
         let message = err.to_string();
+        // The seq to send next, machine-readable, so clients can replay without parsing text.
+        let expected = match &err {
+            SessionError::SeqGap { expected, .. } => Some(*expected),
+            SessionError::NotStarted { .. } => Some(1),
+            _ => None,
+        };
         match err {
             SessionError::Store { .. } => Status::unavailable(message),
-            _ => Status::failed_precondition(message),
+            _ => {
+                let mut status = Status::failed_precondition(message);
+                if let Some(seq) = expected
+                    && let Ok(v) = seq.to_string().parse()
+                {
+                    status
+                        .metadata_mut()
+                        .insert(crate::client::EXPECTED_SEQ_METADATA, v);
+                }
+                status
+            }
         }
     }
 }
