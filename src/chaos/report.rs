@@ -182,6 +182,8 @@ pub struct Report {
     pub load: serde_json::Value,
     /// The cluster it ran on.
     pub cluster: serde_json::Value,
+    /// The client library's counters: calls, attempts, hedges, session steps replayed.
+    pub client: serde_json::Value,
     /// Each hypothesis.
     pub hypotheses: Vec<HypothesisResult>,
     /// Request counts.
@@ -227,6 +229,7 @@ impl Report {
             let _ = writeln!(s, "**Aborted:** {reason}\n");
         }
         let _ = writeln!(s, "## Why these hypotheses\n\n{}\n", why.trim());
+        let _ = writeln!(s, "Client library counters: `{}`.\n", self.client);
         let _ = writeln!(
             s,
             "## Hypotheses\n\n| hypothesis | expected | observed | held |\n|---|---|---|---|"

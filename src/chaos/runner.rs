@@ -136,7 +136,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     let described = cluster.describe();
     eprintln!("chaos: stopping the cluster");
     cluster.stop().await;
-    let (ops, mut fault_log, injected, aborted, t0, started_at) = result?;
+    let (client_stats, ops, mut fault_log, injected, aborted, t0, started_at) = result?;
     for e in events.snapshot() {
         fault_log.push(FaultEvent {
             t_s: signed_secs(e.at, t0),
@@ -175,6 +175,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
             "warmup_s": scenario.load.warmup.as_secs_f64(),
         }),
         cluster: described,
+        client: client_stats,
         hypotheses,
         requests: analysis.requests,
         throughput_ratio_during_fault: analysis
@@ -236,6 +237,7 @@ fn signed_secs(at: Instant, t0: Instant) -> f64 {
 }
 
 type Driven = (
+    serde_json::Value,
     Vec<history::Op>,
     Vec<FaultEvent>,
     Vec<bool>,
@@ -415,10 +417,17 @@ async fn drive(
     drop(proxies);
     let stats = client.stats();
     eprintln!(
-        "chaos: load done: {} calls, {} attempts, {} hedges",
-        stats.calls, stats.attempts, stats.hedges
+        "chaos: load done: {} calls, {} attempts, {} hedges, {} session steps replayed",
+        stats.calls, stats.attempts, stats.hedges, stats.replays
     );
+    let client_stats = serde_json::json!({
+        "calls": stats.calls,
+        "attempts": stats.attempts,
+        "hedges": stats.hedges,
+        "session_replays": stats.replays,
+    });
     Ok((
+        client_stats,
         history.snapshot(),
         fault_log,
         injected,
