@@ -117,4 +117,21 @@ mod tests {
         );
         assert_eq!(model_not_found("x", "", &[]).code(), Code::NotFound);
     }
+
+    #[test]
+    fn a_sequence_gap_names_the_seq_to_resend_in_metadata() {
+        let gap = Status::from(SessionError::SeqGap {
+            session: "s".into(),
+            expected: 41,
+            got: 43,
+        });
+        assert_eq!(gap.code(), Code::FailedPrecondition);
+        let seq = gap.metadata().get(crate::client::EXPECTED_SEQ_METADATA);
+        assert_eq!(seq.and_then(|v| v.to_str().ok()), Some("41"));
+        let unknown = Status::from(SessionError::NotStarted {
+            session: "s".into(),
+        });
+        let seq = unknown.metadata().get(crate::client::EXPECTED_SEQ_METADATA);
+        assert_eq!(seq.and_then(|v| v.to_str().ok()), Some("1"));
+    }
 }

@@ -102,6 +102,15 @@ fn model(models: &[LoadedModel], name: &str) -> Result<LoadedModel, RunError> {
 /// A [`RunError`] when no report could be produced at all.
 pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     let scenario = load_scenario(&opts.scenario, opts.short)?;
+    if scenario.cluster.network == crate::cluster::NetworkMode::Netns
+        && !nix::unistd::geteuid().is_root()
+    {
+        return Err(RunError::Setup(format!(
+            "{} uses network = \"netns\" (network namespaces and nftables), which needs root; \
+             run it as root",
+            opts.scenario.display()
+        )));
+    }
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     let models =
         bundled_models(&candle_core::Device::Cpu).map_err(|e| RunError::Model(e.to_string()))?;
@@ -131,7 +140,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
         spec.network
     );
     let cluster = Cluster::start(spec).await?;
-    let result = drive(&scenario, &cluster, dims, opts).await;
+    let result = drive(&scenario, &cluster, dims).await;
     let events = cluster.events().clone();
     let described = cluster.describe();
     eprintln!("chaos: stopping the cluster");
@@ -251,7 +260,6 @@ async fn drive(
     scenario: &Scenario,
     cluster: &Cluster,
     dims: ModelDims,
-    _opts: &RunOptions,
 ) -> Result<Driven, RunError> {
     let mut endpoints = cluster.endpoints();
     let mut proxies = Vec::new();
@@ -493,5 +501,65 @@ impl Monitor {
                 self.seconds
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::history::{Op, OpKind};
+
+    fn op(id: u64, ok: bool) -> Op {
+        Op {
+            id,
+            process: "stateless".into(),
+            kind: OpKind::Infer,
+            seq: None,
+            start_us: 0,
+            end_us: 1000,
+            ok,
+            status: if ok {
+                "OK".into()
+            } else {
+                "UNAVAILABLE".into()
+            },
+            error: None,
+            served_by: None,
+            action: None,
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn the_monitor_aborts_after_consecutive_bad_seconds_only() {
+        let text = "name = \"m\"\nsummary = \"s\"\nwhy = \"w\"\n[load]\nrate = 10\nduration_s = 10\n[[hypothesis]]\nkind = \"max-failed\"\nmax = 0\n[abort]\nerror_ratio = 0.5\nseconds = 2\n";
+        let scenario = Scenario::parse("m.toml", text, false).expect("parses");
+        let history = History::default();
+        let mut m = Monitor::new(&scenario, history.clone());
+        let second = |ok: usize, failed: usize| {
+            for i in 0..ok {
+                history.push(op(i as u64, true));
+            }
+            for i in 0..failed {
+                history.push(op(i as u64, false));
+            }
+        };
+        second(10, 0);
+        assert!(m.tick(Duration::from_secs(1)).is_none());
+        second(2, 8);
+        assert!(
+            m.tick(Duration::from_secs(2)).is_none(),
+            "one bad second is not enough"
+        );
+        second(9, 1);
+        assert!(
+            m.tick(Duration::from_secs(3)).is_none(),
+            "a good second resets the count"
+        );
+        second(0, 10);
+        assert!(m.tick(Duration::from_secs(4)).is_none());
+        // Nothing completed at all is as bad as everything failing.
+        let reason = m.tick(Duration::from_secs(5)).expect("aborts");
+        assert!(reason.contains("2 consecutive seconds"), "{reason}");
     }
 }
