@@ -12,7 +12,10 @@ mod redis_process;
 
 use std::time::Duration;
 
-use fudo::client::{ClientConfig, Endpoint, FudoClient};
+use fudo::{
+    chaos::proxy::FaultProxy,
+    client::{ClientConfig, Endpoint, FudoClient},
+};
 use fudo_process::FudoProcess;
 use oip_requests::step_request;
 use redis_process::{Redis, free_port, redis_server};
@@ -45,28 +48,21 @@ fn served_by(resp: &fudo::api::proto::inference::ModelInferResponse) -> String {
     }
 }
 
+/// A client over `nodes`, preferring the first (the others are in another region).
 async fn client(nodes: &[&FudoProcess]) -> FudoClient {
     let endpoints = nodes
         .iter()
-        .map(|n| Endpoint {
+        .enumerate()
+        .map(|(i, n)| Endpoint {
             url: n.url(),
-            region: "tokyo".into(),
-            az: "tokyo-a".into(),
+            region: if i == 0 { "tokyo" } else { "osaka" }.into(),
+            az: "a".into(),
         })
         .collect();
     let mut config = ClientConfig::new(endpoints);
     config.deadline = Duration::from_secs(2);
+    config.preferred_region = Some("tokyo".into());
     FudoClient::connect(config).await.expect("client")
-}
-
-async fn redis_cmd(port: u16, args: &[&str]) {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
-    let mut conn = c.get_multiplexed_async_connection().await.expect("connect");
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    let _: redis::Value = cmd.query_async(&mut conn).await.expect("redis command");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,12 +89,27 @@ async fn a_session_continues_on_another_node_after_losing_unflushed_steps() {
         out
     };
 
-    let with_name = |name: &'static str| {
-        let mut v: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        v.extend(["--set".to_owned(), format!("server.node_name={name}")]);
-        v
+    // Node a reaches Redis through a fault proxy, so its writes can be held back and lost.
+    let proxy = FaultProxy::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        ([127, 0, 0, 1], port).into(),
+    )
+    .await
+    .expect("proxy");
+    let via_proxy = format!("sessions.redis_url=redis://{}", proxy.local_addr());
+    let with = |name: &'static str, url: &str| -> Vec<String> {
+        [
+            "--set",
+            "sessions.backend=redis",
+            "--set",
+            url,
+            "--set",
+            &format!("server.node_name={name}"),
+        ]
+        .map(String::from)
+        .to_vec()
     };
-    let (args_a, args_b) = (with_name("node-a"), with_name("node-b"));
+    let (args_a, args_b) = (with("node-a", &via_proxy), with("node-b", &redis_url));
     let a = FudoProcess::start(&args_a.iter().map(String::as_str).collect::<Vec<_>>());
     let b = FudoProcess::start(&args_b.iter().map(String::as_str).collect::<Vec<_>>());
     let c = client(&[&a, &b]).await;
@@ -116,30 +127,24 @@ async fn a_session_continues_on_another_node_after_losing_unflushed_steps() {
         actions.push(action(&r));
         served.push(served_by(&r));
     }
-    // Let steps 1-5 become durable, then hold every write so steps 6-10 stay in the node.
+    assert!(
+        served.iter().all(|s| s.starts_with("node-a/")),
+        "the session starts and stays on node a: {served:?}"
+    );
+    // Let steps 1-5 become durable, then hold a's Redis traffic so steps 6-10 stay in a.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    redis_cmd(port, &["CLIENT", "PAUSE", "10000", "WRITE"]).await;
+    proxy.control().stall(true);
     for seq in 6..=10 {
         let r = step(seq).await.expect("step");
         actions.push(action(&r));
     }
-    // SIGKILL whichever node owns the session; its unflushed writes die with it.
-    let owner = if served[4].starts_with("node-a/") {
-        &a
-    } else {
-        &b
-    };
-    let node = |s: &String| s.split('/').next().unwrap_or_default().to_owned();
-    assert!(
-        served.iter().all(|s| node(s) == node(&served[0])),
-        "sticky: {served:?}"
-    );
+    // SIGKILL a; the writes it had in flight die with it (the proxy drops what it held).
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(owner.pid() as i32),
+        nix::unistd::Pid::from_raw(a.pid() as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill");
-    redis_cmd(port, &["CLIENT", "UNPAUSE"]).await;
+    proxy.control().refuse(true);
     for seq in 11..=15 {
         let r = step(seq)
             .await

@@ -22,8 +22,16 @@
 //!
 //! The buffer is a map (not a channel) so that coalescing happens at enqueue time and memory
 //! stays bounded by the number of sessions even when the writer cannot drain.
+//!
+//! **Fencing.** Each session has an owner epoch in Redis (`{key_prefix}{id}:epoch`). A node
+//! that loads a session from Redis takes ownership by incrementing it (one Lua script: `INCR`
+//! the epoch, `GET` the snapshot) and remembers the epoch it got; each of its writes carries
+//! that epoch and a Lua script applies it unless a newer epoch holds the session. So when
+//! a session moves to another node, the old owner's late writes (a frozen process waking up, a
+//! partition healing) are refused instead of overwriting newer state: they are dropped, counted
+//! (`fenced_total`), and the table reloads the session before it serves it again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -109,7 +117,34 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     flushed_total: AtomicU64,
     closed: AtomicBool,
+    /// The owner epoch this node holds per session (taken when it loaded the session).
+    epochs: Mutex<HashMap<String, u64>>,
+    /// Sessions whose write was refused because another node took them over.
+    fenced: Mutex<HashSet<String>>,
+    fenced_total: AtomicU64,
 }
+
+/// Takes ownership of a session: a new epoch, and the snapshot as it is now.
+const ACQUIRE: &str = "local e = redis.call('INCR', KEYS[2]) \
+return {e, redis.call('GET', KEYS[1])}";
+
+/// Writes (ARGV[1] = snapshot, or empty to delete) unless a newer owner holds the session
+/// (current epoch > ARGV[2]); ARGV[3] is a TTL in ms (0: none). An epoch key that is missing
+/// (Redis lost its data, or the session is new) or older is set to ours. Returns 1 when
+/// applied, 0 when fenced.
+const WRITE: &str = "local cur = tonumber(redis.call('GET', KEYS[2]) or '0') \
+local mine = tonumber(ARGV[2]) \
+if cur > mine then return 0 end \
+if ARGV[1] == '' then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end \
+local ttl = tonumber(ARGV[3]) \
+if ttl > 0 then \
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) \
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl) \
+else \
+  redis.call('SET', KEYS[1], ARGV[1]) \
+  if cur < mine then redis.call('SET', KEYS[2], ARGV[2]) end \
+end \
+return 1";
 
 /// Coalesced, not yet acknowledged operations. Every key of `ops` is either in `queue`
 /// (waiting) or in the writer's current batch (in flight), never both.
@@ -124,6 +159,8 @@ struct Pending {
 struct PendingOp {
     version: u64,
     seq: u64,
+    /// The owner epoch the write carries.
+    epoch: u64,
     /// `None`: delete the key.
     bytes: Option<Arc<[u8]>>,
 }
@@ -155,6 +192,9 @@ impl RedisStore {
             last_error: Mutex::new(None),
             flushed_total: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            epochs: Mutex::default(),
+            fenced: Mutex::default(),
+            fenced_total: AtomicU64::new(0),
         });
         if let Err(e) = shared.conn.get().await {
             shared.mark_degraded(&e);
@@ -191,10 +231,16 @@ impl RedisStore {
             return bytes.map(|b| SessionSnapshot::decode(&b)).transpose();
         }
         let key = s.key(session_id);
+        let epoch_key = s.epoch_key(session_id);
         let get = async {
             let (generation, mut conn) = s.conn.get().await?;
-            let res: redis::RedisResult<Option<Vec<u8>>> =
-                redis::cmd("GET").arg(&key).query_async(&mut conn).await;
+            let res: redis::RedisResult<(u64, Option<Vec<u8>>)> = redis::cmd("EVAL")
+                .arg(ACQUIRE)
+                .arg(2)
+                .arg(&key)
+                .arg(&epoch_key)
+                .query_async(&mut conn)
+                .await;
             if res.is_err() {
                 s.conn.invalidate(generation).await;
             }
@@ -207,13 +253,21 @@ impl RedisStore {
                 after: s.opts.load_timeout,
             }),
         };
-        let bytes = res.inspect_err(|e| s.mark_degraded(e))?;
+        let (epoch, bytes) = res.inspect_err(|e| s.mark_degraded(e))?;
+        lock(&s.epochs).insert(session_id.to_owned(), epoch);
+        lock(&s.fenced).remove(session_id);
         let Some(bytes) = bytes else { return Ok(None) };
         let snapshot = SessionSnapshot::decode(&bytes)?;
         let mut acked = lock(&s.acked);
         let mark = acked.entry(session_id.to_owned()).or_default();
         *mark = (*mark).max(snapshot.seq);
         Ok(Some(snapshot))
+    }
+
+    /// Whether a write of `session_id` was refused since the last call because another node
+    /// took the session over (clears the flag). The table then reloads the session.
+    pub fn take_fenced(&self, session_id: &str) -> bool {
+        lock(&self.shared().fenced).remove(session_id)
     }
 
     /// Highest acknowledged seq of `session_id`.
@@ -230,6 +284,7 @@ impl RedisStore {
         let pending = lock(&s.pending);
         if !pending.ops.contains_key(session_id) {
             lock(&s.acked).remove(session_id);
+            lock(&s.epochs).remove(session_id);
         }
     }
 
@@ -242,6 +297,7 @@ impl RedisStore {
             buffered_writes: lock(&s.pending).ops.len(),
             last_error: lock(&s.last_error).clone(),
             flushed_total: s.flushed_total.load(Ordering::Relaxed),
+            fenced_total: s.fenced_total.load(Ordering::Relaxed),
         }
     }
 
@@ -268,13 +324,19 @@ impl Shared {
         format!("{}{}", self.opts.key_prefix, session_id)
     }
 
+    fn epoch_key(&self, session_id: &str) -> String {
+        format!("{}{}:epoch", self.opts.key_prefix, session_id)
+    }
+
     fn enqueue(&self, session_id: &str, seq: u64, bytes: Option<Arc<[u8]>>) {
         {
+            let epoch = lock(&self.epochs).get(session_id).copied().unwrap_or(0);
             let mut p = lock(&self.pending);
             p.next_version += 1;
             let op = PendingOp {
                 version: p.next_version,
                 seq,
+                epoch,
                 bytes,
             };
             if p.ops.insert(session_id.to_owned(), op).is_none() {
@@ -296,30 +358,31 @@ impl Shared {
             .collect()
     }
 
-    /// Sends `batch` as one pipeline (`PING` when empty).
-    async fn send(&self, batch: &[BatchItem]) -> Result<(), StoreError> {
+    /// Sends `batch` as one pipeline of fenced writes (`PING` when empty); returns, per item,
+    /// whether Redis applied it (false: fenced by a newer owner).
+    async fn send(&self, batch: &[BatchItem]) -> Result<Vec<bool>, StoreError> {
         let mut pipe = redis::pipe();
         if batch.is_empty() {
             pipe.cmd("PING").ignore();
         }
+        let ttl = self.opts.key_ttl.map_or(0, |t| t.as_millis().max(1) as u64);
         for item in batch {
-            let key = self.key(&item.id);
-            match &item.op.bytes {
-                Some(bytes) => {
-                    pipe.cmd("SET").arg(key).arg(&bytes[..]);
-                    if let Some(ttl) = self.opts.key_ttl {
-                        pipe.arg("PX").arg(ttl.as_millis().max(1) as u64);
-                    }
-                    pipe.ignore();
-                }
-                None => {
-                    pipe.cmd("DEL").arg(key).ignore();
-                }
-            }
+            let bytes: &[u8] = item.op.bytes.as_deref().unwrap_or_default();
+            pipe.cmd("EVAL")
+                .arg(WRITE)
+                .arg(2)
+                .arg(self.key(&item.id))
+                .arg(self.epoch_key(&item.id))
+                .arg(bytes)
+                .arg(item.op.epoch)
+                .arg(ttl);
         }
         let (generation, mut conn) = self.conn.get().await?;
-        let res = match tokio::time::timeout(self.opts.response_timeout, pipe.exec_async(&mut conn))
-            .await
+        let res = match tokio::time::timeout(
+            self.opts.response_timeout,
+            pipe.query_async::<Vec<i64>>(&mut conn),
+        )
+        .await
         {
             Ok(res) => res.map_err(StoreError::from),
             Err(_) => Err(StoreError::Timeout {
@@ -330,10 +393,21 @@ impl Shared {
         if res.is_err() {
             self.conn.invalidate(generation).await;
         }
-        res
+        Ok(res?.into_iter().map(|applied| applied == 1).collect())
     }
 
-    fn on_success(&self, batch: Vec<BatchItem>) {
+    fn on_success(&self, batch: Vec<BatchItem>, applied: &[bool]) {
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
+        for (i, item) in batch.into_iter().enumerate() {
+            if applied.get(i).copied().unwrap_or(true) {
+                kept.push(item);
+            } else {
+                refused.push(item);
+            }
+        }
+        self.on_fenced(refused);
+        let batch = kept;
         {
             let mut acked = lock(&self.acked);
             for item in &batch {
@@ -367,6 +441,35 @@ impl Shared {
                 buffered = lock(&self.pending).ops.len(),
                 "session store: redis reachable again; flushing buffered session snapshots"
             );
+        }
+    }
+
+    /// Writes another node's newer epoch refused: drop them (the other node's state is the
+    /// truth now) and flag the sessions so the table reloads them before serving them again.
+    fn on_fenced(&self, refused: Vec<BatchItem>) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut p = lock(&self.pending);
+        let mut fenced = lock(&self.fenced);
+        for item in refused {
+            tracing::warn!(
+                session = %item.id,
+                seq = item.op.seq,
+                epoch = item.op.epoch,
+                "session store: write refused, another node owns the session now (fenced)"
+            );
+            self.fenced_total.fetch_add(1, Ordering::Relaxed);
+            fenced.insert(item.id.clone());
+            if p.ops
+                .get(&item.id)
+                .is_some_and(|op| op.version == item.op.version)
+            {
+                p.ops.remove(&item.id);
+            } else {
+                // A newer write (perhaps under a newly acquired epoch) waits: send it later.
+                p.queue.push_back(item.id);
+            }
         }
     }
 
@@ -409,8 +512,8 @@ async fn writer(shared: Arc<Shared>) {
             continue;
         }
         match shared.send(&batch).await {
-            Ok(()) => {
-                shared.on_success(batch);
+            Ok(applied) => {
+                shared.on_success(batch, &applied);
                 backoff = shared.opts.backoff_min;
             }
             Err(err) => {

@@ -32,6 +32,8 @@ pub struct StoreHealth {
     pub last_error: Option<String>,
     /// Snapshot writes and deletes acknowledged since start.
     pub flushed_total: u64,
+    /// Writes refused because another node had taken the session over (fencing).
+    pub fenced_total: u64,
 }
 
 impl SessionStore {
@@ -87,6 +89,15 @@ impl SessionStore {
         match self {
             SessionStore::Memory(_) => {}
             SessionStore::Redis(r) => r.release(session_id),
+        }
+    }
+
+    /// Whether a write of `session_id` was refused since the last call because another node
+    /// took the session over (Redis fencing; never for the in-process store). Clears the flag.
+    pub fn take_fenced(&self, session_id: &str) -> bool {
+        match self {
+            SessionStore::Memory(_) => false,
+            SessionStore::Redis(r) => r.take_fenced(session_id),
         }
     }
 
@@ -163,6 +174,7 @@ impl MemoryStore {
             buffered_writes: 0,
             last_error: None,
             flushed_total: self.lock().writes,
+            fenced_total: 0,
         }
     }
 

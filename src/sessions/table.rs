@@ -221,6 +221,16 @@ impl SessionTable {
         loop {
             let entry = self.inner.entry(session_id);
             let mut slot = entry.clone().lock_owned().await;
+            // Another node took the session over and our copy's writes were refused: load the
+            // session again (which also takes ownership back, since the client sent it here).
+            if matches!(slot.state, SlotState::Live(_)) && self.inner.store.take_fenced(session_id)
+            {
+                tracing::info!(
+                    session = session_id,
+                    "session was fenced by another owner; reloading"
+                );
+                slot.state = SlotState::Unloaded;
+            }
             match slot.state {
                 SlotState::Gone => continue,
                 SlotState::Unloaded => match self.inner.store.load(session_id).await {
