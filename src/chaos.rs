@@ -8,7 +8,7 @@
 //! - [`faults`]: injecting and healing each fault kind against a [`crate::cluster::Cluster`].
 //! - [`load`] and [`history`]: the load, sent through [`crate::client::FudoClient`], and the
 //!   Jepsen-style record of every request.
-//! - [`reference`], [`analysis`], [`report`], [`timeline`]: the verdict and its evidence.
+//! - [`reference`](mod@reference), [`analysis`], [`report`], [`timeline`]: the verdict and its evidence.
 //! - [`runner`]: the whole experiment.
 
 pub mod analysis;

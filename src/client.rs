@@ -22,7 +22,10 @@
 //! else (`INVALID_ARGUMENT`, `NOT_FOUND`, `FAILED_PRECONDITION`, `INTERNAL`, ...) is the request's
 //! or the model's problem and is returned at once.
 
+mod config;
+mod error;
 mod hedge;
+mod probe;
 mod session_replay;
 #[cfg(test)]
 mod tests;
@@ -30,7 +33,7 @@ mod tests;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, PoisonError, Weak,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
@@ -38,171 +41,20 @@ use std::{
 
 use tokio::time::Instant;
 use tonic::{Code, Status, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::api::proto::inference::{
     ModelInferRequest, ModelInferResponse,
     grpc_inference_service_client::GrpcInferenceServiceClient,
 };
+pub use config::{ClientConfig, Endpoint, HedgeConfig};
+pub use error::{ClientError, is_retryable};
 use hedge::HedgeState;
 pub use session_replay::EXPECTED_SEQ_METADATA;
 use session_replay::ReplayBuffer;
 
 /// The service name probed with grpc.health.v1 `Check`.
 pub const HEALTH_SERVICE: &str = "inference.GRPCInferenceService";
-
-/// One fudo node the client may call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// gRPC URL, e.g. `http://10.0.0.5:8001`.
-    pub url: String,
-    /// Region of the node; calls prefer [`ClientConfig::preferred_region`].
-    pub region: String,
-    /// Availability zone of the node (reported in [`EndpointStatus`]).
-    pub az: String,
-}
-
-/// Hedging settings for stateless calls.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HedgeConfig {
-    /// Latency percentile (0 < p <= 1, e.g. 0.95) after which a second attempt is sent.
-    pub percentile: f64,
-    /// Hedge delay used until 100 successful latencies are known, and the lower bound after.
-    pub min_delay: Duration,
-    /// Largest share of calls that may hedge (0..=1, e.g. 0.1).
-    pub budget_ratio: f64,
-}
-
-/// Client settings. [`ClientConfig::new`] fills in the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientConfig {
-    /// The nodes to call; at least one.
-    pub endpoints: Vec<Endpoint>,
-    /// Deadline of one call, retries and hedges included (default 200 ms).
-    pub deadline: Duration,
-    /// Attempts per call, hedges included (default 3; at least 1).
-    pub max_attempts: u32,
-    /// Hedging of stateless calls; `None` disables it (the default).
-    pub hedge: Option<HedgeConfig>,
-    /// Consecutive retryable failures after which a node is ejected (default 3; at least 1).
-    pub eject_after: u32,
-    /// How often ejected nodes are health-checked (default 200 ms).
-    pub probe_interval: Duration,
-    /// Region tried first when several nodes are healthy.
-    pub preferred_region: Option<String>,
-    /// Limit of one attempt within the deadline (default: none, an attempt may use the whole
-    /// remaining deadline). An attempt that hits it counts against its node and the call is
-    /// retried elsewhere, so a frozen or black-holed node costs one attempt timeout, not the
-    /// whole deadline.
-    pub attempt_timeout: Option<Duration>,
-    /// HTTP/2 keep-alive ping interval; a connection whose ping is not answered within the
-    /// same time is closed and its calls fail over (default 1 s; `None` disables).
-    pub keepalive: Option<Duration>,
-    /// Answered session steps kept per session until the server reports them durable, to
-    /// resend to a node whose snapshot is behind (default 64).
-    pub replay_limit: usize,
-}
-
-impl ClientConfig {
-    /// A configuration with the default settings for `endpoints`.
-    #[must_use]
-    pub fn new(endpoints: Vec<Endpoint>) -> Self {
-        Self {
-            endpoints,
-            deadline: Duration::from_millis(200),
-            max_attempts: 3,
-            hedge: None,
-            eject_after: 3,
-            probe_interval: Duration::from_millis(200),
-            preferred_region: None,
-            attempt_timeout: None,
-            keepalive: Some(Duration::from_secs(1)),
-            replay_limit: 64,
-        }
-    }
-
-    fn validate(&self) -> Result<(), ClientError> {
-        let bad = |m: &str| Err(ClientError::Config(m.to_owned()));
-        if self.endpoints.is_empty() {
-            return bad("no endpoints");
-        }
-        if self.deadline.is_zero() {
-            return bad("deadline must be positive");
-        }
-        if self.max_attempts == 0 {
-            return bad("max_attempts must be at least 1");
-        }
-        if self.eject_after == 0 {
-            return bad("eject_after must be at least 1");
-        }
-        if self.probe_interval.is_zero() {
-            return bad("probe_interval must be positive");
-        }
-        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
-            return bad("attempt_timeout must be positive");
-        }
-        if self.keepalive.is_some_and(|t| t.is_zero()) {
-            return bad("keepalive must be positive");
-        }
-        if let Some(h) = &self.hedge {
-            if !(h.percentile > 0.0 && h.percentile <= 1.0) {
-                return bad("hedge percentile must be in (0, 1]");
-            }
-            if !(0.0..=1.0).contains(&h.budget_ratio) {
-                return bad("hedge budget_ratio must be in [0, 1]");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// No endpoint could be chosen (only possible with an empty endpoint list).
-    #[error("no endpoints")]
-    NoEndpoints,
-    /// The call's deadline passed before any attempt succeeded.
-    #[error("deadline exceeded after {attempts} attempt(s); last error: {last:?}")]
-    DeadlineExceeded {
-        /// Attempts started (hedges included).
-        attempts: u32,
-        /// The last retryable error seen, if any.
-        last: Option<Status>,
-    },
-    /// Every attempt failed with a retryable error and no attempts are left.
-    #[error("all {attempts} attempt(s) failed; last error: {last}")]
-    Exhausted {
-        /// Attempts started (hedges included).
-        attempts: u32,
-        /// The last retryable error.
-        last: Status,
-    },
-    /// A non-retryable status, returned as the server sent it.
-    #[error("{0}")]
-    Status(Status),
-    /// The configuration is invalid.
-    #[error("invalid client configuration: {0}")]
-    Config(String),
-}
-
-impl ClientError {
-    /// The status name a report counts this failure under: the gRPC code's canonical name
-    /// (`UNAVAILABLE`, ...), `DEADLINE_EXCEEDED` for the call's own deadline, `NO_ENDPOINTS` or
-    /// `CLIENT_CONFIG`.
-    #[must_use]
-    pub fn status_name(&self) -> &'static str {
-        match self {
-            ClientError::NoEndpoints => "NO_ENDPOINTS",
-            ClientError::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
-            ClientError::Exhausted { last, .. } => crate::bench::request::code_name(last.code()),
-            ClientError::Status(s) => crate::bench::request::code_name(s.code()),
-            ClientError::Config(_) => "CLIENT_CONFIG",
-        }
-    }
-}
 
 /// A snapshot of one endpoint's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,25 +144,6 @@ impl CallState {
     }
 }
 
-/// Whether `status` may succeed on another node (see the module docs).
-#[must_use]
-pub fn is_retryable(status: &Status) -> bool {
-    match status.code() {
-        Code::Unavailable | Code::ResourceExhausted => true,
-        Code::Unknown => {
-            let m = status.message().to_ascii_lowercase();
-            m.contains("transport") || m.contains("connect") || from_transport(status)
-        }
-        Code::Cancelled => from_transport(status),
-        _ => false,
-    }
-}
-
-fn from_transport(status: &Status) -> bool {
-    std::error::Error::source(status)
-        .is_some_and(|s| s.downcast_ref::<tonic::transport::Error>().is_some())
-}
-
 impl FudoClient {
     /// Creates lazy channels to every endpoint (nothing is dialled until the first call) and
     /// starts the background prober. Must be called inside a tokio runtime.
@@ -357,7 +190,7 @@ impl FudoClient {
             calls: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
         });
-        tokio::spawn(probe_loop(Arc::downgrade(&inner)));
+        tokio::spawn(probe::probe_loop(Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
 
@@ -767,56 +600,6 @@ impl Inner {
         let failures = e.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.config.eject_after && !e.ejected.swap(true, Ordering::Relaxed) {
             tracing::warn!(url = %e.endpoint.url, failures, %status, "endpoint ejected");
-        }
-    }
-}
-
-/// Health-checks ejected endpoints every `probe_interval` and re-admits those that answer
-/// `SERVING`. Holds only a `Weak` between rounds, so it ends once the last client is dropped.
-async fn probe_loop(inner: Weak<Inner>) {
-    let Some(interval) = inner.upgrade().map(|i| i.config.probe_interval) else {
-        return;
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let (probes, timeout) = {
-            let Some(inner) = inner.upgrade() else { return };
-            let probes: Vec<(usize, HealthClient<Channel>)> = inner
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.ejected.load(Ordering::Relaxed))
-                .map(|(i, e)| (i, e.health.clone()))
-                .collect();
-            (probes, inner.config.deadline.max(interval))
-        };
-        if probes.is_empty() {
-            continue;
-        }
-        let mut set = tokio::task::JoinSet::new();
-        for (idx, mut health) in probes {
-            set.spawn(async move {
-                let mut req = tonic::Request::new(HealthCheckRequest {
-                    service: HEALTH_SERVICE.to_owned(),
-                });
-                req.set_timeout(timeout);
-                let serving = matches!(
-                    tokio::time::timeout(timeout, health.check(req)).await,
-                    Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
-                );
-                (idx, serving)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let Ok((idx, true)) = joined else { continue };
-            let Some(inner) = inner.upgrade() else { return };
-            let e = &inner.endpoints[idx];
-            e.consecutive_failures.store(0, Ordering::Relaxed);
-            if e.ejected.swap(false, Ordering::Relaxed) {
-                tracing::info!(url = %e.endpoint.url, "endpoint re-admitted: health check SERVING");
-            }
         }
     }
 }

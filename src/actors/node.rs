@@ -8,7 +8,7 @@
 //! Loading weights happens once, before any actor starts; the session table and the metrics
 //! registry also live outside the tree, so no restart anywhere loses them. If the root
 //! supervisor gives up (restart intensity exceeded all the way up) the node reports it through
-//! [`NodeHandle::wait_failed`] and the binary exits, so the process supervisor (systemd,
+//! [`NodeHandle::wait_stopped`] and the binary exits, so the process supervisor (systemd,
 //! Kubernetes) restarts the whole process.
 
 use std::{

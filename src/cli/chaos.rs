@@ -26,7 +26,7 @@ pub enum ChaosCommand {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Run the short form (the file's [short] section), as CI does.
+        /// Run the short form (the file's `[short]` section), as CI does.
         #[arg(long)]
         short: bool,
     },

@@ -8,7 +8,7 @@
 //! separate chains up to summation order (~1e-7), with half the candle ops per call.
 //!
 //! Each dense layer is one matmul against a pre-transposed `[in, out]` weight followed, on the
-//! CPU, by an in-place fused bias + activation (see [`fast_tanh`](super::fast_tanh)).
+//! CPU, by an in-place fused bias + activation (see [`fast_tanh`](fn@super::fast_tanh)).
 
 use std::fmt;
 
