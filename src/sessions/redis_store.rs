@@ -170,6 +170,22 @@ struct BatchItem {
     op: PendingOp,
 }
 
+impl Pending {
+    /// An in-flight item is done (written, or refused for good): drop its op unless a newer
+    /// snapshot superseded it while in flight, which is queued for a later round instead.
+    fn settle(&mut self, item: BatchItem) {
+        if self
+            .ops
+            .get(&item.id)
+            .is_some_and(|op| op.version == item.op.version)
+        {
+            self.ops.remove(&item.id);
+        } else {
+            self.queue.push_back(item.id);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -423,15 +439,7 @@ impl Shared {
         {
             let mut p = lock(&self.pending);
             for item in batch {
-                if p.ops
-                    .get(&item.id)
-                    .is_some_and(|op| op.version == item.op.version)
-                {
-                    p.ops.remove(&item.id);
-                } else {
-                    // Superseded while in flight: flush the newer snapshot in a later round.
-                    p.queue.push_back(item.id);
-                }
+                p.settle(item);
             }
         }
         self.flushed_total.fetch_add(flushed, Ordering::Relaxed);
@@ -461,15 +469,8 @@ impl Shared {
             );
             self.fenced_total.fetch_add(1, Ordering::Relaxed);
             fenced.insert(item.id.clone());
-            if p.ops
-                .get(&item.id)
-                .is_some_and(|op| op.version == item.op.version)
-            {
-                p.ops.remove(&item.id);
-            } else {
-                // A newer write (perhaps under a newly acquired epoch) waits: send it later.
-                p.queue.push_back(item.id);
-            }
+            // A newer write (perhaps under a newly acquired epoch) stays queued.
+            p.settle(item);
         }
     }
 
