@@ -50,8 +50,8 @@ use crate::api::proto::inference::{
 pub use config::{ClientConfig, Endpoint, HedgeConfig};
 pub use error::{ClientError, is_retryable};
 use hedge::HedgeState;
-pub use session_replay::EXPECTED_SEQ_METADATA;
 use session_replay::ReplayBuffer;
+pub use session_replay::{EXPECTED_SEQ_METADATA, expected_seq};
 
 /// The service name probed with grpc.health.v1 `Check`.
 pub const HEALTH_SERVICE: &str = "inference.GRPCInferenceService";

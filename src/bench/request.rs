@@ -76,6 +76,14 @@ pub fn encode_f32(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
+/// The inverse of [`encode_f32`] (a trailing partial value is ignored).
+pub fn decode_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
 /// One step of a recurrent session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SequenceStep {
@@ -144,29 +152,9 @@ fn to_i64(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The canonical (upper snake case) name of a gRPC status code, as `errors_by_status` keys it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
+/// The canonical (upper snake case) name of a gRPC status code, as `errors_by_status` keys it
+/// (the same names the metrics use).
+pub use crate::metrics::code_name;
 
 /// Failure reason of an answer that is a gRPC success but not a usable inference result.
 pub const BAD_RESPONSE: &str = "bad_response";
@@ -192,13 +180,6 @@ mod tests {
     use crate::api::proto::inference::{
         InferTensorContents, model_infer_response::InferOutputTensor,
     };
-
-    fn decode_f32(bytes: &[u8]) -> Vec<f32> {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
 
     #[test]
     fn encoding_is_little_endian() {

@@ -11,6 +11,17 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+/// Microseconds from `t0` (the end of warm-up) to `at`, negative before it: the history's
+/// time axis.
+#[must_use]
+pub fn offset_us(at: std::time::Instant, t0: std::time::Instant) -> i64 {
+    if at >= t0 {
+        i64::try_from(at.duration_since(t0).as_micros()).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from(t0.duration_since(at).as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
 /// What an operation was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

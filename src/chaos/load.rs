@@ -22,7 +22,7 @@ use std::{
 use tokio::sync::watch;
 
 use super::{
-    history::{History, Op, OpKind},
+    history::{History, Op, OpKind, offset_us},
     scenario::LoadSpec,
 };
 use crate::{
@@ -69,14 +69,6 @@ struct Gen {
 }
 
 impl Gen {
-    fn micros(&self, at: Instant) -> i64 {
-        if at >= self.t0 {
-            i64::try_from(at.duration_since(self.t0).as_micros()).unwrap_or(i64::MAX)
-        } else {
-            -i64::try_from(self.t0.duration_since(at).as_micros()).unwrap_or(i64::MAX)
-        }
-    }
-
     fn record(
         &self,
         process: String,
@@ -91,8 +83,8 @@ impl Gen {
             process,
             kind,
             seq,
-            start_us: self.micros(start),
-            end_us: self.micros(end),
+            start_us: offset_us(start, self.t0),
+            end_us: offset_us(end, self.t0),
             ok: false,
             status: String::new(),
             error: None,
@@ -149,21 +141,13 @@ pub fn first_action(resp: &ModelInferResponse) -> Option<i64> {
         .and_then(|c| c.int64_contents.first().copied())
 }
 
-/// The seq a sequence-gap error asks for ("expected seq N"), if it is one.
+/// The seq a sequence-gap error asks for (see [`crate::client::expected_seq`]), if it is one.
 #[must_use]
 pub fn expected_seq(e: &ClientError) -> Option<u64> {
-    let ClientError::Status(s) = e else {
-        return None;
-    };
-    if s.code() != tonic::Code::FailedPrecondition {
-        return None;
+    match e {
+        ClientError::Status(s) => crate::client::expected_seq(s),
+        _ => None,
     }
-    let m = s.message();
-    let rest = &m[m.find("expected seq ")? + "expected seq ".len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Runs the load until `warmup + duration` after `start` (or until `abort` turns true) and

@@ -11,7 +11,10 @@ use super::{
     load::session_pool,
     report::SessionsReport,
 };
-use crate::model::{Policy, PolicyError};
+use crate::{
+    bench::request::decode_f32,
+    model::{Policy, PolicyError},
+};
 
 /// Compares the session steps of `ops` with the reference computed by `policy`.
 ///
@@ -61,7 +64,7 @@ pub fn check_sessions(
         let mut state = vec![0.0f32; spec.state_dim];
         let last = steps.keys().next_back().copied().unwrap_or(0);
         for seq in 1..=last {
-            let obs = decode(pool.payload(seq));
+            let obs = decode_f32(pool.payload(seq));
             let out = policy.forward(&obs, 1, &state)?;
             state = out.state;
             let Some(actions) = steps.get(&seq) else {
@@ -78,13 +81,6 @@ pub fn check_sessions(
         }
     }
     Ok(report)
-}
-
-fn decode(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 #[cfg(test)]
@@ -127,7 +123,7 @@ mod tests {
         let mut ops = Vec::new();
         for seq in 1..=20 {
             let out = policy
-                .forward(&decode(pool.payload(seq)), 1, &state)
+                .forward(&decode_f32(pool.payload(seq)), 1, &state)
                 .expect("forward");
             state = out.state;
             ops.push(step_op(3, seq, out.actions[0]));

@@ -238,11 +238,7 @@ fn write_outputs(
 }
 
 fn signed_secs(at: Instant, t0: Instant) -> f64 {
-    if at >= t0 {
-        at.duration_since(t0).as_secs_f64()
-    } else {
-        -t0.duration_since(at).as_secs_f64()
-    }
+    history::offset_us(at, t0) as f64 / 1e6
 }
 
 type Driven = (

@@ -41,8 +41,8 @@ impl ClientError {
         match self {
             ClientError::NoEndpoints => "NO_ENDPOINTS",
             ClientError::DeadlineExceeded { .. } => "DEADLINE_EXCEEDED",
-            ClientError::Exhausted { last, .. } => crate::bench::request::code_name(last.code()),
-            ClientError::Status(s) => crate::bench::request::code_name(s.code()),
+            ClientError::Exhausted { last, .. } => crate::metrics::code_name(last.code()),
+            ClientError::Status(s) => crate::metrics::code_name(s.code()),
             ClientError::Config(_) => "CLIENT_CONFIG",
         }
     }
