@@ -4,14 +4,16 @@
 
 #[path = "support/redis_process.rs"]
 mod redis_process;
+#[path = "support/session_steps.rs"]
+mod session_steps;
 
+use session_steps::count;
 use std::time::Duration;
 
 use redis_process::{Redis, free_port, redis_server};
 
 use fudo::sessions::{
-    RedisStoreOptions, SessionConfig, SessionSnapshot, SessionStore, SessionTable, StepComputed,
-    StepOutput, StepRequest,
+    RedisStoreOptions, SessionConfig, SessionSnapshot, SessionStore, SessionTable, StepRequest,
 };
 
 const DIM: usize = 2;
@@ -26,18 +28,6 @@ fn req(seq: u64) -> StepRequest {
         end: false,
         state_dim: DIM,
     }
-}
-
-/// Counting policy: action = steps so far.
-async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
-    Ok(StepComputed {
-        output: StepOutput {
-            logits: prev.clone(),
-            value: 0.0,
-            action: prev[0] as i64,
-        },
-        next_state: prev.iter().map(|x| x + 1.0).collect(),
-    })
 }
 
 async fn node(url: &str) -> (SessionTable, SessionStore) {

@@ -7,28 +7,20 @@
 
 #[path = "support/redis_process.rs"]
 mod redis_process;
+#[path = "support/session_steps.rs"]
+mod session_steps;
 
+use session_steps::{count, fast_options};
 use std::time::{Duration, Instant};
 
 use redis_process::{Redis, free_port, redis_server};
 
 use fudo::sessions::{
-    RedisStoreOptions, SessionConfig, SessionError, SessionSnapshot, SessionStore, SessionTable,
-    StepComputed, StepError, StepOutcome, StepOutput, StepRequest,
+    SessionConfig, SessionError, SessionSnapshot, SessionStore, SessionTable, StepError,
+    StepOutcome, StepRequest,
 };
 
 const DIM: usize = 3;
-
-fn options() -> RedisStoreOptions {
-    RedisStoreOptions {
-        connect_timeout: Duration::from_millis(200),
-        response_timeout: Duration::from_millis(500),
-        load_timeout: Duration::from_millis(300),
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..RedisStoreOptions::default()
-    }
-}
 
 fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
     StepRequest {
@@ -40,18 +32,6 @@ fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
         end: false,
         state_dim: DIM,
     }
-}
-
-/// Counting policy: action = steps so far, next state = state + 1.
-async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
-    Ok(StepComputed {
-        output: StepOutput {
-            logits: prev.clone(),
-            value: prev[0] / 2.0,
-            action: prev[0] as i64,
-        },
-        next_state: prev.iter().map(|x| x + 1.0).collect(),
-    })
 }
 
 async fn step(t: &SessionTable, r: StepRequest) -> StepOutcome {
@@ -86,7 +66,7 @@ async fn write_through_restart_and_outage() {
     let redis = Redis::start(&bin, port, dir.path());
 
     // Write-through: the snapshot in Redis holds the latest seq, state and results.
-    let store = SessionStore::redis(&url, options()).await.unwrap();
+    let store = SessionStore::redis(&url, fast_options()).await.unwrap();
     assert!(!store.health().degraded, "{:?}", store.health());
     let t1 = SessionTable::new(store.clone(), SessionConfig::default());
     let first = step(&t1, req("s1", Some(1), true)).await;
@@ -117,7 +97,7 @@ async fn write_through_restart_and_outage() {
     drop(store);
 
     // A fresh table on the same Redis continues the session from its stored seq and state.
-    let store = SessionStore::redis(&url, options()).await.unwrap();
+    let store = SessionStore::redis(&url, fast_options()).await.unwrap();
     let t2 = SessionTable::new(store.clone(), SessionConfig::default());
     let replay = step(&t2, req("s1", Some(3), false)).await;
     assert!(replay.replayed);
@@ -190,7 +170,7 @@ async fn write_through_restart_and_outage() {
 #[tokio::test]
 async fn unreachable_redis_degrades_instead_of_failing() {
     let url = format!("redis://127.0.0.1:{}/", free_port());
-    let store = SessionStore::redis(&url, options()).await.unwrap();
+    let store = SessionStore::redis(&url, fast_options()).await.unwrap();
     let health = store.health();
     assert!(health.degraded && health.last_error.is_some(), "{health:?}");
     let t = SessionTable::new(store, SessionConfig::default());
@@ -204,5 +184,9 @@ async fn unreachable_redis_degrades_instead_of_failing() {
         matches!(err, StepError::Session(SessionError::Store { .. })),
         "{err:?}"
     );
-    assert!(SessionStore::redis("not a url", options()).await.is_err());
+    assert!(
+        SessionStore::redis("not a url", fast_options())
+            .await
+            .is_err()
+    );
 }

@@ -14,27 +14,19 @@
 mod redis_process;
 #[path = "support/redis_sentinel.rs"]
 mod redis_sentinel;
+#[path = "support/session_steps.rs"]
+mod session_steps;
 
+use session_steps::fast_options;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use redis_sentinel::{MASTER, SentinelSetup};
 
-use fudo::sessions::{RedisStoreOptions, SessionSnapshot, SessionStore, StoreError};
+use fudo::sessions::{SessionSnapshot, SessionStore, StoreError};
 
 const ACTIVE: usize = 8;
 const QUIET: usize = 4;
-
-fn options() -> RedisStoreOptions {
-    RedisStoreOptions {
-        connect_timeout: Duration::from_millis(200),
-        response_timeout: Duration::from_millis(500),
-        load_timeout: Duration::from_millis(300),
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
-        ..RedisStoreOptions::default()
-    }
-}
 
 fn snapshot(seq: u64) -> SessionSnapshot {
     SessionSnapshot {
@@ -70,7 +62,7 @@ fn malformed_sentinel_url_is_rejected() {
     let err = rt
         .block_on(SessionStore::redis(
             "redis+sentinel://127.0.0.1:1",
-            options(),
+            fast_options(),
         ))
         .expect_err("no master name");
     assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
@@ -102,7 +94,7 @@ async fn failover_loses_nothing() {
         "redis+sentinel://127.0.0.1:1,127.0.0.1:{}/{MASTER}",
         redis.sentinel_port
     );
-    let store = SessionStore::redis(&url, options())
+    let store = SessionStore::redis(&url, fast_options())
         .await
         .expect("store over sentinel");
     assert!(!store.health().degraded, "{:?}", store.health());
@@ -198,7 +190,7 @@ async fn demoted_primary_readonly_rediscovers() {
         "redis+sentinel://127.0.0.1:{}/{MASTER}/0",
         redis.sentinel_port
     );
-    let store = SessionStore::redis(&url, options())
+    let store = SessionStore::redis(&url, fast_options())
         .await
         .expect("store over sentinel");
     store.write("s", &snapshot(1));
