@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/inference/grpc_service.proto",
         "proto/fudo/v1/admin.proto",
+        "proto/fudo/v1/cluster.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

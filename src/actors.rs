@@ -1,14 +1,18 @@
 //! The actors of a node, one per file, in the order a request meets them: the per-model
 //! [`router`] that owns the request queue and the in-flight table ([`work_queue`]), the
 //! [`shard`]s that run batches on their [`shard_worker`] threads, the per-model subtree that
-//! supervises them ([`model_host`]), and the [`node`] that roots it all. [`phi_accrual`] is the
-//! failure detector the region links run on their peers' heartbeats.
+//! supervises them ([`model_host`]), and the [`node`] that roots it all. Across nodes, a
+//! [`region_link`] per peer keeps a heartbeat stream (authenticated by [`link_auth`]) and
+//! feeds the [`membership`] view, judged by the [`phi_accrual`] failure detector.
 
 pub mod infer_error;
 pub mod job;
+pub mod link_auth;
+pub mod membership;
 pub mod model_host;
 pub mod node;
 pub mod phi_accrual;
+pub mod region_link;
 pub mod router;
 pub mod shard;
 pub mod shard_slot;

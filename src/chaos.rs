@@ -8,10 +8,12 @@
 //! - [`faults`]: injecting and healing each fault kind against a [`crate::cluster::Cluster`].
 //! - [`load`] and [`history`]: the load, sent through [`crate::client::FudoClient`], and the
 //!   Jepsen-style record of every request.
-//! - [`reference`](mod@reference), [`analysis`], [`report`], [`timeline`]: the verdict and its evidence.
+//! - [`reference`](mod@reference), [`failover`], [`analysis`], [`report`], [`timeline`]: the
+//!   verdict and its evidence (session equality, detection and session-move times).
 //! - [`runner`]: the whole experiment.
 
 pub mod analysis;
+pub mod failover;
 pub mod faults;
 pub mod history;
 pub mod load;

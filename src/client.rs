@@ -12,8 +12,9 @@
 //! - ejects nodes after consecutive retryable failures and re-admits them when a background
 //!   prober sees grpc.health.v1 `SERVING`;
 //! - keeps recurrent sessions sticky to one node, moving them only when that node fails (the
-//!   server's `sequence_seq` makes the retried step idempotent). Sessions are never hedged: a
-//!   session step must not be computed on two nodes at once.
+//!   server's `sequence_seq` makes the retried step idempotent), within the same region first
+//!   and by rendezvous hashing (see `placement`). Sessions are never hedged: a session step
+//!   must not be computed on two nodes at once.
 //!
 //! Retryable statuses are `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, and `UNKNOWN` or `CANCELLED` when
 //! they come from the transport (the source is a `tonic::transport::Error`, or an `UNKNOWN`
@@ -25,6 +26,7 @@
 mod config;
 mod error;
 mod hedge;
+mod placement;
 mod probe;
 mod session_replay;
 #[cfg(test)]
@@ -50,6 +52,7 @@ use crate::api::proto::inference::{
 pub use config::{ClientConfig, Endpoint, HedgeConfig};
 pub use error::{ClientError, is_retryable};
 use hedge::HedgeState;
+use placement::{Placement, rendezvous_weight};
 use session_replay::ReplayBuffer;
 pub use session_replay::{EXPECTED_SEQ_METADATA, expected_seq};
 
@@ -211,7 +214,7 @@ impl FudoClient {
         let mut first = true;
         let mut req = Some(req);
         loop {
-            let Some(idx) = inner.next_endpoint(&call, None)? else {
+            let Some(idx) = inner.next_endpoint(&call, None, None)? else {
                 return Err(inner.give_up(call));
             };
             let result = match (&inner.hedge, &req) {
@@ -254,8 +257,14 @@ impl FudoClient {
             .get(session_id)
             .map(|e| e.endpoint)
             .filter(|&i| i < inner.endpoints.len());
+        // Where the session lives now: if it must move, it moves within this region first.
+        let home = sticky.map(|i| inner.endpoints[i].endpoint.region.clone());
         loop {
-            let Some(idx) = inner.next_endpoint(&call, sticky.take())? else {
+            let placement = Placement {
+                session_id,
+                home_region: home.as_deref(),
+            };
+            let Some(idx) = inner.next_endpoint(&call, sticky.take(), Some(placement))? else {
                 return Err(inner.give_up(call));
             };
             inner
@@ -404,6 +413,7 @@ impl Inner {
         &self,
         call: &CallState,
         sticky: Option<usize>,
+        session: Option<Placement<'_>>,
     ) -> Result<Option<usize>, ClientError> {
         if call.attempts >= self.config.max_attempts || call.remaining().is_zero() {
             return Ok(None);
@@ -411,17 +421,45 @@ impl Inner {
         if let Some(i) = sticky.filter(|&i| !self.endpoints[i].ejected.load(Ordering::Relaxed)) {
             return Ok(Some(i));
         }
-        self.pick(&call.tried)
-            .map(Some)
-            .ok_or(ClientError::NoEndpoints)
+        match session {
+            Some(p) => self.place_session(p, &call.tried),
+            None => self.pick(&call.tried),
+        }
+        .map(Some)
+        .ok_or(ClientError::NoEndpoints)
     }
 
-    /// Chooses an endpoint: never the last one tried (unless it is the only one), then by
-    /// (ejected, already tried, outside the preferred region, outstanding), ties broken at
-    /// random. Ejected endpoints are still chosen when nothing else is left (fail open).
+    /// Chooses the node for a session that has none or must leave its node, as [`Self::choose`]
+    /// does within the session's home region (or the preferred region for a new session),
+    /// ties broken by rendezvous hashing of the session id: that spreads a lost node's
+    /// sessions evenly over the survivors and sends each session to the same survivor every
+    /// time, so retries of one step do not scatter it over several nodes.
+    fn place_session(&self, p: Placement<'_>, tried: &[usize]) -> Option<usize> {
+        let region = p.home_region.or(self.config.preferred_region.as_deref());
+        self.choose(tried, region, |e| {
+            u64::MAX - rendezvous_weight(p.session_id, &e.endpoint.url)
+        })
+    }
+
+    /// Chooses an endpoint for a stateless call, as [`Self::choose`] does within the preferred
+    /// region, ties broken by fewest outstanding calls, then at random.
     fn pick(&self, tried: &[usize]) -> Option<usize> {
+        self.choose(tried, self.config.preferred_region.as_deref(), |e| {
+            (u64::from(e.outstanding.load(Ordering::Relaxed)) << 32)
+                | u64::from(rand::random::<u32>())
+        })
+    }
+
+    /// Never the last endpoint tried (unless it is the only one), then by (ejected, already
+    /// tried, outside `region`, `tie_break`). Ejected endpoints are still chosen when nothing
+    /// else is left (fail open).
+    fn choose(
+        &self,
+        tried: &[usize],
+        region: Option<&str>,
+        tie_break: impl Fn(&EndpointState) -> u64,
+    ) -> Option<usize> {
         let last = tried.last().copied();
-        let preferred = self.config.preferred_region.as_deref();
         self.endpoints
             .iter()
             .enumerate()
@@ -430,9 +468,8 @@ impl Inner {
                 (
                     e.ejected.load(Ordering::Relaxed),
                     tried.contains(&i),
-                    preferred.is_some_and(|p| p != e.endpoint.region),
-                    e.outstanding.load(Ordering::Relaxed),
-                    rand::random::<u32>(),
+                    region.is_some_and(|r| r != e.endpoint.region),
+                    tie_break(e),
                 )
             })
             .map(|(i, _)| i)
@@ -525,7 +562,7 @@ impl Inner {
             r = &mut first => return r,
             () = tokio::time::sleep(hedge.delay()) => {}
         }
-        let second_idx = match self.next_endpoint(call, None) {
+        let second_idx = match self.next_endpoint(call, None, None) {
             Ok(Some(i)) if i != idx && hedge.try_acquire() => i,
             _ => return first.await,
         };

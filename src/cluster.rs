@@ -308,6 +308,7 @@ impl Cluster {
     async fn start_nodes(&mut self, spec: &ClusterSpec) -> Result<(), ClusterError> {
         let places = spec.topology.nodes();
         let ports = free_ports(places.len() * 2)?;
+        let mut planned = Vec::with_capacity(places.len());
         for (i, place) in places.into_iter().enumerate() {
             let (ip, prefix): (IpAddr, Vec<String>) = match &self.netlab {
                 None => (Ipv4Addr::LOCALHOST.into(), Vec::new()),
@@ -323,6 +324,21 @@ impl Cluster {
             };
             let grpc = SocketAddr::new(ip, ports[2 * i]);
             let metrics = SocketAddr::new(ip, ports[2 * i + 1]);
+            planned.push((place, prefix, grpc, metrics));
+        }
+        // Every node links to every other node, in its own AZ, the other AZs and the other
+        // region alike.
+        let urls: Vec<String> = planned
+            .iter()
+            .map(|(_, _, grpc, _)| format!("\"http://{grpc}\""))
+            .collect();
+        for (i, (place, prefix, grpc, metrics)) in planned.into_iter().enumerate() {
+            let peers: Vec<&str> = urls
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, u)| u.as_str())
+                .collect();
             let mut argv = prefix;
             argv.push(spec.fudo_exe.display().to_string());
             argv.extend(["serve".into(), "--grpc-addr".into(), grpc.to_string()]);
@@ -331,6 +347,7 @@ impl Cluster {
                 format!("server.node_name={}", place.name),
                 format!("server.region={}", place.region),
                 format!("server.az={}", place.az),
+                format!("cluster.peers=[{}]", peers.join(",")),
                 "chaos.enabled=true".to_owned(),
             ];
             if let Some(redis) = &self.redis {

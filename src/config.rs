@@ -37,6 +37,8 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Where recurrent session state lives.
     pub sessions: SessionsConfig,
+    /// Region links to the other nodes of the cluster.
+    pub cluster: ClusterConfig,
     /// Fault injection for chaos runs.
     pub chaos: ChaosConfig,
     /// Logging.
@@ -169,6 +171,58 @@ pub enum SessionBackend {
     Redis,
 }
 
+/// Region links: which peers this node keeps a heartbeat stream to, and how it judges them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// gRPC URLs of the other nodes (every AZ and region), e.g. `http://10.1.0.5:8001`.
+    pub peers: Vec<String>,
+    /// The URL peers and clients reach this node on (default: `http://<server.grpc_addr>`).
+    pub advertise_url: String,
+    /// Heartbeat interval on each link.
+    pub heartbeat_ms: u64,
+    /// Phi above which a peer is suspected.
+    pub phi_threshold: f64,
+    /// How long a peer must stay suspected before it is declared dead, and stay heard before a
+    /// dead peer counts as alive again (the stability window: no verdict on one missed beat).
+    pub stability_ms: u64,
+    /// First reconnection delay of a broken link; doubles up to `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    /// Largest reconnection delay.
+    pub reconnect_max_ms: u64,
+    /// Shared secret links present and require (`authorization: Bearer <token>`); empty: none.
+    pub link_token: String,
+    /// Queue fill (0..1) of a model above which stateless requests spill to a peer.
+    pub spill_queue_ratio: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            advertise_url: String::new(),
+            heartbeat_ms: 100,
+            phi_threshold: 8.0,
+            stability_ms: 300,
+            reconnect_initial_ms: 50,
+            reconnect_max_ms: 1000,
+            link_token: String::new(),
+            spill_queue_ratio: 0.8,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The URL this node advertises, given its gRPC listen address.
+    pub fn advertised(&self, grpc_addr: SocketAddr) -> String {
+        if self.advertise_url.is_empty() {
+            format!("http://{grpc_addr}")
+        } else {
+            self.advertise_url.clone()
+        }
+    }
+}
+
 /// Fault injection for chaos runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -289,6 +343,30 @@ impl Config {
         if self.server.default_deadline_ms == 0 {
             return bad("server.default_deadline_ms must be at least 1");
         }
+        let c = &self.cluster;
+        if c.heartbeat_ms == 0 {
+            return bad("cluster.heartbeat_ms must be at least 1");
+        }
+        if !(c.phi_threshold > 0.0 && c.phi_threshold.is_finite()) {
+            return bad("cluster.phi_threshold must be a positive number");
+        }
+        if c.reconnect_initial_ms == 0 || c.reconnect_max_ms < c.reconnect_initial_ms {
+            return bad(
+                "cluster.reconnect_initial_ms must be at least 1 and at most cluster.reconnect_max_ms",
+            );
+        }
+        if !(0.0..=1.0).contains(&c.spill_queue_ratio) {
+            return bad("cluster.spill_queue_ratio must be between 0 and 1");
+        }
+        if let Some(p) = c
+            .peers
+            .iter()
+            .find(|p| !(p.starts_with("http://") || p.starts_with("https://")))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.peers: `{p}` is not an http:// or https:// URL"
+            )));
+        }
         Ok(())
     }
 }
@@ -297,7 +375,7 @@ impl Config {
 fn env_override_key(name: &str) -> Option<(String, String)> {
     let rest = name.strip_prefix("FUDO_")?;
     let lower = rest.to_ascii_lowercase();
-    ["server", "models", "sessions", "chaos", "log"]
+    ["server", "models", "sessions", "cluster", "chaos", "log"]
         .iter()
         .find_map(|section| {
             let key = lower.strip_prefix(section)?.strip_prefix('_')?;

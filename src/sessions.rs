@@ -116,4 +116,9 @@ pub struct StepOutcome {
     /// Highest seq of this session whose state the store has acknowledged (0: none yet). The
     /// client may drop buffered steps up to and including it.
     pub durable_watermark: u64,
+    /// The owner epoch (lease fencing token) under which this node holds the session; 0 for
+    /// the in-process store, which has no leases. Epochs of one session only grow, so a client
+    /// (or the chaos checker) that sees a smaller epoch after a larger one has met a stale
+    /// owner.
+    pub owner_epoch: u64,
 }

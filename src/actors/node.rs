@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! node (one_for_one)
-//! └── <model> (rest_for_one) × models: router, shards (one_for_one): shard × N
+//! ├── <model> (rest_for_one) × models: router, shards (one_for_one): shard × N
+//! └── cluster (one_for_one): region link × peers        (when `cluster.peers` is set)
 //! ```
 //!
 //! Loading weights happens once, before any actor starts; the session table and the metrics
@@ -14,7 +15,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -24,14 +25,21 @@ use ractor::{ActorRef, rpc::CallResult};
 use thiserror::Error;
 use tokio::{sync::Mutex, task::JoinHandle};
 
-use super::ModelHost;
+use super::{
+    ModelHost,
+    link_auth::{LinkAuth, SharedToken},
+    membership::{Membership, MembershipConfig},
+    region_link::{LinkContext, RegionLink},
+};
 use crate::{
+    api::proto::fudo::v1::{ModelLoad, NodeIdentity, NodeLoad},
     config::{Config, SessionBackend},
     metrics::Metrics,
     model::{self, ModelError},
     sessions::{SessionConfig, SessionStore, SessionTable, StoreError},
     supervision::{
-        Directory, Intensity, Strategy, Supervisor, SupervisorMsg, SupervisorSpec, TreeNode,
+        Backoff, ChildSpec, Directory, Intensity, RestartType, Strategy, Supervisor, SupervisorMsg,
+        SupervisorSpec, TreeNode, spawn_linked_fn,
     },
 };
 
@@ -70,6 +78,13 @@ pub struct NodeHandle {
     pub directory: Directory,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Who this node is, as its region links introduce it.
+    pub identity: NodeIdentity,
+    /// This node's view of its peers, fed by the region links.
+    pub membership: Arc<Membership>,
+    /// The check incoming region links must pass.
+    pub link_auth: Arc<dyn LinkAuth>,
+    spilled: AtomicU64,
     root: ActorRef<SupervisorMsg>,
     root_task: Mutex<Option<JoinHandle<()>>>,
     draining: AtomicBool,
@@ -125,6 +140,52 @@ impl Node {
             },
         );
         let directory = Directory::default();
+        let cluster = &config.cluster;
+        let identity = NodeIdentity {
+            node: config.server.node_name.clone(),
+            region: config.server.region.clone(),
+            az: config.server.az.clone(),
+            url: cluster.advertised(config.server.grpc_addr),
+            incarnation: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+        };
+        let heartbeat = Duration::from_millis(cluster.heartbeat_ms);
+        let membership = Arc::new(Membership::new(
+            MembershipConfig::for_heartbeat(
+                heartbeat,
+                cluster.phi_threshold,
+                Duration::from_millis(cluster.stability_ms),
+            ),
+            &cluster.peers,
+            tokio::time::Instant::now(),
+        ));
+        let link_auth: Arc<dyn LinkAuth> = Arc::new(SharedToken::new(cluster.link_token.clone()));
+        // The links report the node's load, but the node handle exists only once the tree
+        // has started: they read it through this slot (an empty load until then).
+        let handle_slot: Arc<OnceLock<Weak<NodeHandle>>> = Arc::default();
+        let mut children: Vec<ChildSpec> = models
+            .values()
+            .map(|m| m.child_spec(directory.clone()))
+            .collect();
+        if !cluster.peers.is_empty() {
+            let slot = handle_slot.clone();
+            let ctx = LinkContext {
+                identity: identity.clone(),
+                load: Arc::new(move || {
+                    slot.get()
+                        .and_then(Weak::upgrade)
+                        .map(|node| node.load())
+                        .unwrap_or_default()
+                }),
+                membership: membership.clone(),
+                auth: link_auth.clone(),
+                heartbeat,
+                reconnect: Backoff {
+                    initial: Duration::from_millis(cluster.reconnect_initial_ms),
+                    max: Duration::from_millis(cluster.reconnect_max_ms),
+                },
+            };
+            children.push(cluster_spec(&cluster.peers, ctx, directory.clone()));
+        }
         let spec = SupervisorSpec {
             name: "node".to_owned(),
             strategy: Strategy::OneForOne,
@@ -133,27 +194,64 @@ impl Node {
                 period: Duration::from_millis(config.models.restart_period_ms),
             },
             backoff: config.models.backoff(),
-            children: models
-                .values()
-                .map(|m| m.child_spec(directory.clone()))
-                .collect(),
+            children,
             directory: directory.clone(),
         };
         let (root, root_task) = Supervisor::start(spec, None)
             .await
             .map_err(|e| NodeError::Spawn(e.to_string()))?;
-        Ok(Arc::new(NodeHandle {
+        let node = Arc::new(NodeHandle {
             config,
             models,
             sessions,
             directory,
             metrics,
+            identity,
+            membership,
+            link_auth,
+            spilled: AtomicU64::new(0),
             root,
             root_task: Mutex::new(Some(root_task)),
             draining: AtomicBool::new(false),
             next_request: AtomicU64::new(1),
-        }))
+        });
+        let _ = handle_slot.set(Arc::downgrade(&node));
+        Ok(node)
     }
+}
+
+/// The `cluster` subtree: one region link per peer, each restarted on its own.
+fn cluster_spec(peers: &[String], ctx: LinkContext, directory: Directory) -> ChildSpec {
+    let peers = peers.to_vec();
+    Supervisor::child_spec(
+        Arc::new(move || SupervisorSpec {
+            name: "cluster".to_owned(),
+            strategy: Strategy::OneForOne,
+            intensity: Intensity {
+                max_restarts: 10,
+                period: Duration::from_secs(10),
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_secs(1),
+            },
+            children: peers
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    let (url, ctx) = (url.clone(), ctx.clone());
+                    ChildSpec::new(
+                        format!("link-{i}"),
+                        "region_link",
+                        RestartType::Permanent,
+                        spawn_linked_fn(move |_| (RegionLink, (url.clone(), ctx.clone()))),
+                    )
+                })
+                .collect(),
+            directory: directory.clone(),
+        }),
+        RestartType::Permanent,
+    )
 }
 
 impl NodeHandle {
@@ -180,9 +278,75 @@ impl NodeHandle {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Whether every model has a live shard and the node is not draining.
+    /// Whether the node should receive traffic: see [`NodeHandle::not_serving_reason`].
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.models.values().all(|m| m.queue.live_workers() > 0)
+        self.not_serving_reason().is_none()
+    }
+
+    /// Why `grpc.health.v1` says NOT_SERVING, or `None` when it says SERVING:
+    /// - `draining`: the node was asked to stop taking work;
+    /// - `no live shard for <model>`: a model lost all its shards;
+    /// - `fenced: ...`: the node is on the minority side of a partition *and* cannot reach
+    ///   the session store, so it can neither learn nor prove which sessions it still owns;
+    ///   load balancers and clients should move to the majority side.
+    pub fn not_serving_reason(&self) -> Option<String> {
+        if self.is_draining() {
+            return Some("draining".to_owned());
+        }
+        if let Some((name, _)) = self
+            .models
+            .iter()
+            .find(|(_, m)| m.queue.live_workers() == 0)
+        {
+            return Some(format!("no live shard for {name}"));
+        }
+        if self.membership.is_minority() && self.sessions.store_health().degraded {
+            return Some(format!(
+                "fenced: minority side of a partition ({} of {} cluster members reachable) and the session store is unreachable",
+                self.membership.up_count() + 1,
+                self.membership.len() + 1
+            ));
+        }
+        None
+    }
+
+    /// This node's health and capacity, as its region links report it.
+    pub fn load(&self) -> NodeLoad {
+        let reason = self.not_serving_reason();
+        let store = self.sessions.store_health();
+        NodeLoad {
+            serving: reason.is_none(),
+            reason: reason.unwrap_or_default(),
+            draining: self.is_draining(),
+            models: self
+                .models
+                .values()
+                .map(|m| {
+                    let depth = m.queue.depth() as u64;
+                    ModelLoad {
+                        name: m.name.clone(),
+                        version: m.version.clone(),
+                        live_shards: u32::try_from(m.queue.live_workers()).unwrap_or(u32::MAX),
+                        total_shards: u32::try_from(m.slots.len()).unwrap_or(u32::MAX),
+                        queue_depth: depth,
+                        free_slots: (m.queue.limits().capacity as u64).saturating_sub(depth),
+                    }
+                })
+                .collect(),
+            sessions_owned: self.sessions.len() as u64,
+            fenced_writes: store.fenced_total,
+            store_degraded: store.degraded,
+        }
+    }
+
+    /// Counts a request spilled to a peer.
+    pub fn record_spill(&self) {
+        self.spilled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests spilled to peers since start.
+    pub fn spilled(&self) -> u64 {
+        self.spilled.load(Ordering::Relaxed)
     }
 
     /// Stops taking new requests; queued and in-flight ones finish. Returns rows still queued.

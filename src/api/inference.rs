@@ -23,6 +23,7 @@ use super::{
         model_metadata_response::TensorMetadata,
     },
     sequence::{self, SequenceParams},
+    spill,
     status::model_not_found,
     tensor::{self, OutputData},
 };
@@ -85,9 +86,37 @@ impl InferenceService {
         };
         match (spec.is_recurrent(), seq.id.clone()) {
             (false, None) => {
-                let out = host
+                let may_spill = !spill::was_spilled(&req) && !self.node.membership.is_empty();
+                let ratio = self.node.config.cluster.spill_queue_ratio;
+                let spill_first = may_spill && spill::short_of_capacity(host, ratio);
+                if spill_first && let Some(target) = spill::target(&self.node, &host.name) {
+                    let why = Status::resource_exhausted(format!(
+                        "node {} is short of capacity for `{}`",
+                        self.node.config.server.node_name, host.name
+                    ));
+                    // If the peer cannot take it after all, try here rather than fail.
+                    if let Ok(spilled) =
+                        spill::forward(&self.node, target, req.clone(), deadline, why).await
+                    {
+                        return Ok(spilled);
+                    }
+                }
+                let local = host
                     .infer(request_id, obs.rows, obs.values, Vec::new(), deadline)
-                    .await?;
+                    .await
+                    .map_err(Status::from);
+                let out = match local {
+                    Ok(out) => out,
+                    Err(status) if may_spill && !spill_first && spill::is_spillable(&status) => {
+                        return match spill::target(&self.node, &host.name) {
+                            Some(target) => {
+                                spill::forward(&self.node, target, req, deadline, status).await
+                            }
+                            None => Err(status),
+                        };
+                    }
+                    Err(status) => return Err(status),
+                };
                 let data = OutputData {
                     rows: obs.rows,
                     n_actions: spec.n_actions,
@@ -206,6 +235,10 @@ impl InferenceService {
         params.insert(
             sequence::DURABLE_WATERMARK.into(),
             sequence::int_param(outcome.durable_watermark),
+        );
+        params.insert(
+            sequence::OWNER_EPOCH.into(),
+            sequence::int_param(outcome.owner_epoch),
         );
         params.insert(
             sequence::REPLAYED.into(),

@@ -17,6 +17,9 @@ pub const SEQUENCE_END: &str = "sequence_end";
 pub const SEQUENCE_SEQ: &str = "sequence_seq";
 /// Response parameter: the highest step whose state the session store has made durable.
 pub const DURABLE_WATERMARK: &str = "durable_watermark";
+/// Response parameter: the owner epoch (lease fencing token) under which the answering node
+/// holds the session; it only grows across owners, so a smaller one means a stale owner.
+pub const OWNER_EPOCH: &str = "owner_epoch";
 /// Response parameter: the node and shard that computed the answer (`<node>/<model>/shard-i`).
 pub const SERVED_BY: &str = "served_by";
 /// Response parameter: whether the answer is a stored one returned for a retried step.

@@ -13,9 +13,11 @@ use tonic_health::ServingStatus;
 
 use super::{
     admin::AdminService,
+    cluster::ClusterService,
     inference::InferenceService,
     proto::{
-        FILE_DESCRIPTOR_SET, fudo::v1::admin_server::AdminServer,
+        FILE_DESCRIPTOR_SET,
+        fudo::v1::{admin_server::AdminServer, cluster_server::ClusterServer},
         inference::grpc_inference_service_server::GrpcInferenceServiceServer,
     },
 };
@@ -95,6 +97,10 @@ pub async fn serve(
     let inference = GrpcInferenceServiceServer::new(InferenceService::new(node.clone()))
         .max_decoding_message_size(decode_limit);
     let admin = AdminServer::new(AdminService::new(node.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Incoming region links are endless streams: they end on shutdown, or the graceful
+    // shutdown would wait for them forever.
+    let cluster = ClusterServer::new(ClusterService::new(node.clone(), stop_rx.clone()));
 
     // Shard threads come up just after the node starts; give them a moment so the health
     // status a client sees first is SERVING, not a transient NOT_SERVING.
@@ -109,7 +115,6 @@ pub async fn serve(
     };
     health.set_service_status("", initial).await;
     health.set_service_status(INFERENCE_SERVICE, initial).await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let health_task = tokio::spawn(track_health(node.clone(), health, stop_rx.clone()));
     let metrics_task = tokio::spawn(serve_metrics(node.clone(), listeners.metrics, stop_rx));
 
@@ -136,6 +141,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(inference)
         .add_service(admin)
+        .add_service(cluster)
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` applies only to listeners tonic binds itself; without
             // TCP_NODELAY, responses of a few KiB wait ~40 ms for delayed ACKs.
@@ -150,8 +156,8 @@ pub async fn serve(
     }
 }
 
-/// Keeps `grpc.health.v1` in step with the node: NOT_SERVING while draining or while a model
-/// has no live shard.
+/// Keeps `grpc.health.v1` in step with the node: NOT_SERVING while draining, while a model
+/// has no live shard, or while the node is fenced (see [`NodeHandle::not_serving_reason`]).
 async fn track_health(
     node: Arc<NodeHandle>,
     health: tonic_health::server::HealthReporter,
@@ -159,7 +165,12 @@ async fn track_health(
 ) {
     let mut last = None;
     loop {
-        let status = if node.is_ready() && !*stop.borrow() {
+        let reason = if *stop.borrow() {
+            Some("shutting down".to_owned())
+        } else {
+            node.not_serving_reason()
+        };
+        let status = if reason.is_none() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -167,7 +178,7 @@ async fn track_health(
         if last != Some(status) {
             health.set_service_status("", status).await;
             health.set_service_status(INFERENCE_SERVICE, status).await;
-            tracing::info!(?status, "health");
+            tracing::info!(?status, reason = reason.as_deref().unwrap_or(""), "health");
             last = Some(status);
         }
         tokio::select! {

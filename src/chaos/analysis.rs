@@ -197,6 +197,11 @@ pub fn analyse(scenario: &Scenario, ops: &[Op], injected: &[bool]) -> Analysis {
                 throughput_ratio: if before > 0.0 { during / before } else { 0.0 },
                 recovery_s: recovery_s(ops, f, end, slow_ms),
                 injected: injected.get(i).copied().unwrap_or(false),
+                lost_nodes: Vec::new(),
+                detected_s: None,
+                detected_all_s: None,
+                sessions_on_lost_nodes: 0,
+                sessions_moved_s: None,
             }
         })
         .collect();
@@ -326,15 +331,66 @@ pub fn check(
                     });
                 }
             }
-            Hypothesis::SessionsMatchReference => out.push(HypothesisResult {
-                name: "recurrent sessions equal the fault-free reference".into(),
-                expected: "0 divergent steps".into(),
-                observed: format!(
-                    "{} divergent of {} steps in {} sessions",
-                    sessions.divergent_steps, sessions.steps_checked, sessions.checked
-                ),
-                held: sessions.divergent_steps == 0 && sessions.steps_checked > 0,
-            }),
+            Hypothesis::DetectionS { max } => {
+                for f in a.faults.iter().filter(|f| !f.lost_nodes.is_empty()) {
+                    out.push(HypothesisResult {
+                        name: format!(
+                            "detection of{} by every survivor",
+                            fault_name(Some(f.fault))
+                        ),
+                        expected: format!("<= {max} s"),
+                        observed: f.detected_all_s.map_or_else(
+                            || "not detected by every survivor".to_owned(),
+                            |s| {
+                                format!(
+                                    "{s:.3} s (first survivor {:.3} s)",
+                                    f.detected_s.unwrap_or(s)
+                                )
+                            },
+                        ),
+                        held: f.injected && f.detected_all_s.is_some_and(|s| s <= *max),
+                    });
+                }
+            }
+            Hypothesis::SessionsMovedS { max } => {
+                for f in a.faults.iter().filter(|f| !f.lost_nodes.is_empty()) {
+                    out.push(HypothesisResult {
+                        name: format!(
+                            "sessions of{} serving again elsewhere",
+                            fault_name(Some(f.fault))
+                        ),
+                        expected: format!("<= {max} s"),
+                        observed: match (f.sessions_on_lost_nodes, f.sessions_moved_s) {
+                            (0, _) => "no session lived on the lost nodes".to_owned(),
+                            (n, Some(s)) => format!("{s:.3} s for {n} sessions"),
+                            (n, None) => format!("{n} sessions, not all came back"),
+                        },
+                        held: f.injected
+                            && (f.sessions_on_lost_nodes == 0
+                                || f.sessions_moved_s.is_some_and(|s| s <= *max)),
+                    });
+                }
+            }
+            Hypothesis::SessionsMatchReference => {
+                out.push(HypothesisResult {
+                    name: "recurrent sessions equal the fault-free reference".into(),
+                    expected: "0 divergent steps".into(),
+                    observed: format!(
+                        "{} divergent of {} steps in {} sessions",
+                        sessions.divergent_steps, sessions.steps_checked, sessions.checked
+                    ),
+                    held: sessions.divergent_steps == 0 && sessions.steps_checked > 0,
+                });
+                out.push(HypothesisResult {
+                    name: "no session advanced by two owners".into(),
+                    expected: "0 double-owner steps".into(),
+                    observed: format!(
+                        "{} of {} steps with an owner epoch",
+                        sessions.double_owner_steps, sessions.epoch_steps
+                    ),
+                    held: sessions.double_owner_steps == 0,
+                });
+            }
         }
     }
     if !all_injected {

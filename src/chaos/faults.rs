@@ -14,10 +14,13 @@ use tokio::task::JoinHandle;
 use super::{
     netlab::FaultId,
     proxy::ProxyControl,
-    scenario::{Fault, FaultKind},
+    scenario::{BUSIEST_OWNER, Fault, FaultKind},
 };
 use crate::{
-    api::proto::fudo::v1::{PanicActorRequest, SlowShardRequest, admin_client::AdminClient},
+    api::proto::fudo::v1::{
+        MembersRequest, PanicActorRequest, SlowShardRequest, admin_client::AdminClient,
+        cluster_client::ClusterClient,
+    },
     cluster::{Cluster, ClusterError},
 };
 
@@ -48,6 +51,7 @@ pub struct Injector<'a> {
     cluster: &'a Cluster,
     proxies: HashMap<String, ProxyControl>,
     installed: Mutex<HashMap<usize, Vec<FaultId>>>,
+    resolved: Mutex<HashMap<usize, Vec<String>>>,
     background: Mutex<Vec<(usize, Injection)>>,
 }
 
@@ -94,6 +98,7 @@ impl<'a> Injector<'a> {
             cluster,
             proxies,
             installed: Mutex::default(),
+            resolved: Mutex::default(),
             background: Mutex::default(),
         }
     }
@@ -204,9 +209,38 @@ impl<'a> Injector<'a> {
                 self.slow(node, actor, *delay_ms).await?;
                 Ok(format!("{actor} slowed by {delay_ms} ms per forward pass"))
             }
-            FaultKind::NodeKill { node } => {
-                let pid = self.cluster.node(node)?.process.signal(Signal::SIGKILL)?;
-                Ok(format!("SIGKILL pid {pid}"))
+            FaultKind::NodeKill { node, down_s } => {
+                let node = if node == BUSIEST_OWNER {
+                    self.busiest_owner().await?
+                } else {
+                    node.clone()
+                };
+                let target = self.cluster.node(&node)?;
+                if *down_s > 0.0 {
+                    target.process.hold_restarts(true);
+                }
+                let pid = target.process.signal(Signal::SIGKILL)?;
+                self.set_targets(fault.index, vec![node.clone()]);
+                if *down_s > 0.0 {
+                    let down = Duration::from_secs_f64(*down_s);
+                    self.release_later(fault.index, node.clone(), down);
+                    return Ok(format!("SIGKILL {node} (pid {pid}); down for {down_s} s"));
+                }
+                Ok(format!("SIGKILL {node} (pid {pid})"))
+            }
+            FaultKind::RegionKill { region } => {
+                let mut killed = Vec::new();
+                for n in self
+                    .cluster
+                    .nodes()
+                    .iter()
+                    .filter(|n| &n.place.region == region)
+                {
+                    n.process.hold_restarts(true);
+                    let pid = n.process.signal(Signal::SIGKILL)?;
+                    killed.push(format!("{} (pid {pid})", n.place.name));
+                }
+                Ok(format!("SIGKILL {}; restarts held", killed.join(", ")))
             }
             FaultKind::NodeFreeze { node } => {
                 let pid = self.cluster.node(node)?.process.signal(Signal::SIGSTOP)?;
@@ -295,6 +329,17 @@ impl<'a> Injector<'a> {
                 let pid = self.cluster.node(node)?.process.signal(Signal::SIGCONT)?;
                 Ok(format!("SIGCONT pid {pid}"))
             }
+            FaultKind::RegionKill { region } => {
+                for n in self
+                    .cluster
+                    .nodes()
+                    .iter()
+                    .filter(|n| &n.place.region == region)
+                {
+                    n.process.hold_restarts(false);
+                }
+                Ok(format!("{region} released: its nodes restart"))
+            }
             FaultKind::Partition { .. } | FaultKind::Loss { .. } => {
                 let ids = self
                     .installed
@@ -322,6 +367,100 @@ impl<'a> Injector<'a> {
             | FaultKind::RedisPrimaryKill
             | FaultKind::ConnectionCut { .. } => Ok("nothing to heal".into()),
         }
+    }
+
+    /// The nodes `fault` takes away from the rest of the cluster (empty for faults that do
+    /// not lose nodes): as resolved when it was injected for `busiest-owner`.
+    pub fn targets(&self, fault: &Fault) -> Vec<String> {
+        if let Some(t) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&fault.index)
+        {
+            return t.clone();
+        }
+        let nodes = self.cluster.nodes().iter();
+        match &fault.kind {
+            FaultKind::NodeKill { node, .. } | FaultKind::NodeFreeze { node } => {
+                vec![node.clone()]
+            }
+            FaultKind::RegionKill { region } => nodes
+                .filter(|n| &n.place.region == region)
+                .map(|n| n.place.name.clone())
+                .collect(),
+            FaultKind::Partition {
+                isolate: Some(zone),
+                ..
+            } => nodes
+                .filter(|n| &n.place.region == zone || &n.place.az == zone)
+                .map(|n| n.place.name.clone())
+                .collect(),
+            FaultKind::Partition {
+                between: Some([_, far]),
+                ..
+            } => nodes
+                .filter(|n| far.contains(&n.place.region) || far.contains(&n.place.az))
+                .map(|n| n.place.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Lets `node` restart again after `down` (a background part of fault `index`).
+    fn release_later(&self, index: usize, node: String, down: Duration) {
+        let process = match self.cluster.node(&node) {
+            Ok(n) => n.process.handle(),
+            Err(_) => return,
+        };
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            process.hold_restarts(false);
+            Ok(format!(
+                "{node} released after {:.1} s down",
+                down.as_secs_f64()
+            ))
+        });
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((index, task));
+    }
+
+    fn set_targets(&self, index: usize, nodes: Vec<String>) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index, nodes);
+    }
+
+    /// The node that owns the most recurrent sessions right now.
+    async fn busiest_owner(&self) -> Result<String, FaultError> {
+        let mut best: Option<(u64, String)> = None;
+        for n in self.cluster.nodes() {
+            let url = format!("http://{}", n.grpc);
+            let Ok(Ok(mut client)) =
+                tokio::time::timeout(Duration::from_millis(500), ClusterClient::connect(url)).await
+            else {
+                continue;
+            };
+            let Ok(Ok(view)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                client.members(MembersRequest {}),
+            )
+            .await
+            else {
+                continue;
+            };
+            let owned = view.into_inner().load.map_or(0, |l| l.sessions_owned);
+            if best.as_ref().is_none_or(|(b, _)| owned > *b) {
+                best = Some((owned, n.place.name.clone()));
+            }
+        }
+        best.map(|(_, name)| name).ok_or_else(|| FaultError::Admin {
+            node: BUSIEST_OWNER.into(),
+            reason: "no node answered fudo.v1.Cluster/Members".into(),
+        })
     }
 
     fn lab(&self) -> Result<&Mutex<super::netlab::NetLab>, FaultError> {

@@ -64,6 +64,9 @@ pub struct Op {
     /// Whether the server replayed a stored answer (a retried step).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// The owner epoch (lease fencing token) the answering node held the session under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_epoch: Option<u64>,
 }
 
 impl Op {
@@ -184,6 +187,7 @@ mod tests {
             served_by: Some("tokyo-a-1/lstm_policy/shard-0".into()),
             action: Some(1),
             replayed: false,
+            owner_epoch: None,
         });
         h.push(Op {
             id: 1,
@@ -198,6 +202,7 @@ mod tests {
             served_by: None,
             action: None,
             replayed: false,
+            owner_epoch: None,
         });
         let ops = h.snapshot();
         assert_eq!(ops[0].id, 1, "sorted by start");

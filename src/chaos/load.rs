@@ -58,7 +58,8 @@ pub fn session_pool(seed: u64, session: usize, obs_dim: usize) -> ObsPool {
 
 /// Shared state of one load run.
 struct Gen {
-    client: FudoClient,
+    /// The gateways: one, or one per region; session `s` uses client `s % n`.
+    clients: Vec<FudoClient>,
     spec: LoadSpec,
     history: History,
     /// End of warm-up: `t = 0` of the report.
@@ -91,6 +92,7 @@ impl Gen {
             served_by: None,
             action: None,
             replayed: false,
+            owner_epoch: None,
         };
         match result {
             Ok(resp) => match first_action(resp) {
@@ -105,6 +107,14 @@ impl Gen {
                             .and_then(|p| p.parameter_choice.as_ref()),
                         Some(ParameterChoice::BoolParam(true))
                     );
+                    op.owner_epoch = match resp
+                        .parameters
+                        .get(sequence::OWNER_EPOCH)
+                        .and_then(|p| p.parameter_choice.as_ref())
+                    {
+                        Some(ParameterChoice::Int64Param(e)) => u64::try_from(*e).ok(),
+                        _ => None,
+                    };
                 }
                 None => {
                     op.status = "BAD_RESPONSE".into();
@@ -152,8 +162,14 @@ pub fn expected_seq(e: &ClientError) -> Option<u64> {
 
 /// Runs the load until `warmup + duration` after `start` (or until `abort` turns true) and
 /// waits for the requests still in flight. `t0 = start + warmup` is time zero of the history.
+/// With several `clients` (one per region), each sends an equal share of the stateless rate
+/// and session `s` goes through client `s % clients.len()`.
+///
+/// # Panics
+///
+/// If `clients` is empty.
 pub async fn run(
-    client: FudoClient,
+    clients: Vec<FudoClient>,
     spec: LoadSpec,
     dims: ModelDims,
     start: Instant,
@@ -163,20 +179,24 @@ pub async fn run(
     let t0 = start + spec.warmup;
     let load = Arc::new(Gen {
         end: t0 + spec.duration,
-        client,
+        clients,
         spec,
         history,
         t0,
         next_id: AtomicU64::new(0),
     });
     let mut tasks = tokio::task::JoinSet::new();
+    assert!(!load.clients.is_empty(), "the load needs a client");
     if load.spec.stateless_rate() > 0.0 {
-        tasks.spawn(stateless(
-            load.clone(),
-            dims.stateless_obs,
-            start,
-            abort.clone(),
-        ));
+        for c in 0..load.clients.len() {
+            tasks.spawn(stateless(
+                load.clone(),
+                c,
+                dims.stateless_obs,
+                start,
+                abort.clone(),
+            ));
+        }
     }
     for s in 0..load.spec.sessions {
         tasks.spawn(session(
@@ -190,13 +210,23 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn stateless(load: Arc<Gen>, obs_dim: usize, start: Instant, abort: watch::Receiver<bool>) {
+async fn stateless(
+    load: Arc<Gen>,
+    client: usize,
+    obs_dim: usize,
+    start: Instant,
+    abort: watch::Receiver<bool>,
+) {
     let pool = ObsPool::new(load.spec.seed, 1, obs_dim);
-    let interval = Duration::from_secs_f64(1.0 / load.spec.stateless_rate());
+    let clients = load.clients.len().max(1);
+    let interval = Duration::from_secs_f64(clients as f64 / load.spec.stateless_rate());
+    // Interleave the clients' schedules.
+    let start = start + interval.mul_f64(client as f64 / clients as f64);
     let mut inflight = tokio::task::JoinSet::new();
-    for n in 0u64.. {
-        let Ok(k) = u32::try_from(n) else { break };
-        let at = start + interval * k;
+    for k in 0u64.. {
+        let Ok(k32) = u32::try_from(k) else { break };
+        let n = k * clients as u64 + client as u64;
+        let at = start + interval * k32;
         if at >= load.end || *abort.borrow() {
             break;
         }
@@ -210,7 +240,7 @@ async fn stateless(load: Arc<Gen>, obs_dim: usize, start: Instant, abort: watch:
         );
         let g = load.clone();
         inflight.spawn(async move {
-            let result = g.client.infer(req).await;
+            let result = g.clients[client].infer(req).await;
             g.record("stateless".into(), OpKind::Infer, None, at, &result);
         });
         while inflight.try_join_next().is_some() {}
@@ -229,6 +259,7 @@ async fn session(
     let id = SESSION_ID_BASE + i64::try_from(s).unwrap_or(0);
     let key = id.to_string();
     let process = format!("session-{s}");
+    let client = &load.clients[s % load.clients.len()];
     let period = Duration::from_secs_f64(1.0 / load.spec.session_rate);
     // Stagger the sessions over one period so they do not step in lock-step.
     let offset = period.mul_f64(s as f64 / load.spec.sessions.max(1) as f64);
@@ -253,7 +284,7 @@ async fn session(
             Some(step),
         );
         let sent = Instant::now();
-        let result = load.client.infer_session(&key, req).await;
+        let result = client.infer_session(&key, req).await;
         load.record(process.clone(), OpKind::Step, Some(seq), sent, &result);
         match &result {
             Ok(_) => {
@@ -276,7 +307,7 @@ async fn session(
             },
         }
     }
-    load.client.end_session(&key);
+    client.end_session(&key);
 }
 
 #[cfg(test)]

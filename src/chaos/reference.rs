@@ -31,7 +31,13 @@ pub fn check_sessions(
     let mut answered: BTreeMap<usize, BTreeMap<u64, Vec<i64>>> = BTreeMap::new();
     let mut report = SessionsReport::default();
     let mut last_node: HashMap<usize, String> = HashMap::new();
-    for op in ops.iter().filter(|o| o.kind == OpKind::Step && o.ok) {
+    let mut owners = OwnerCheck::default();
+    let mut by_answer: Vec<&Op> = ops
+        .iter()
+        .filter(|o| o.kind == OpKind::Step && o.ok)
+        .collect();
+    by_answer.sort_by_key(|o| (o.end_us, o.id));
+    for op in by_answer {
         let Some(s) = op
             .process
             .strip_prefix("session-")
@@ -56,6 +62,19 @@ pub fn check_sessions(
                 report.node_moves += 1;
             }
             last_node.insert(s, node.to_owned());
+            if let Some(epoch) = op.owner_epoch.filter(|&e| e > 0) {
+                report.epoch_steps += 1;
+                if !owners.answer(s, epoch, node) {
+                    report.double_owner_steps += 1;
+                    tracing::warn!(
+                        session = s,
+                        seq,
+                        epoch,
+                        node,
+                        "step answered by a stale owner"
+                    );
+                }
+            }
         }
     }
     for (s, steps) in &answered {
@@ -81,6 +100,28 @@ pub fn check_sessions(
         }
     }
     Ok(report)
+}
+
+/// Per session, the newest owner epoch that has answered a step, and the node that held it.
+#[derive(Debug, Default)]
+struct OwnerCheck {
+    newest: HashMap<usize, (u64, String)>,
+}
+
+impl OwnerCheck {
+    /// Records an answer of session `s` by `node` under `epoch` (answers in the order they
+    /// arrived); `false` when a newer owner had already answered, or the same epoch came
+    /// from another node.
+    fn answer(&mut self, s: usize, epoch: u64, node: &str) -> bool {
+        match self.newest.get(&s) {
+            Some((newest, _)) if epoch < *newest => false,
+            Some((newest, holder)) if epoch == *newest && holder != node => false,
+            _ => {
+                self.newest.insert(s, (epoch, node.to_owned()));
+                true
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +152,7 @@ mod tests {
             served_by: Some(format!("n{}/lstm/shard-0", seq % 2)),
             action: Some(action),
             replayed: false,
+            owner_epoch: None,
         }
     }
 
@@ -134,8 +176,26 @@ mod tests {
         ops[10].action = ops[10].action.map(|a| (a + 1) % spec.n_actions as i64);
         let r = check_sessions(&ops, policy.as_ref(), 7).expect("check");
         assert_eq!(r.divergent_steps, 1);
+        assert_eq!(r.double_owner_steps, 0);
         // A different seed is a different run: almost every step diverges.
         let r = check_sessions(&ops, policy.as_ref(), 8).expect("check");
         assert!(r.divergent_steps > 0);
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::OwnerCheck;
+
+    #[test]
+    fn a_stale_epoch_after_a_newer_one_is_a_double_owner_step() {
+        let mut c = OwnerCheck::default();
+        assert!(c.answer(1, 1, "a"));
+        assert!(c.answer(1, 1, "a"));
+        assert!(c.answer(1, 2, "b"), "b took the session over");
+        assert!(!c.answer(1, 1, "a"), "a answered after b's takeover");
+        assert!(!c.answer(1, 2, "c"), "one epoch, two nodes");
+        assert!(c.answer(1, 3, "a"), "a re-acquired");
+        assert!(c.answer(2, 1, "z"), "sessions are independent");
     }
 }

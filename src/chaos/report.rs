@@ -114,6 +114,21 @@ pub struct FaultReport {
     pub recovery_s: f64,
     /// Whether the injection itself succeeded.
     pub injected: bool,
+    /// Nodes the fault took away from the rest (empty for faults that lose none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_nodes: Vec<String>,
+    /// Seconds until the first surviving node declared every lost node dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_s: Option<f64>,
+    /// Seconds until every surviving node did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_all_s: Option<f64>,
+    /// Recurrent sessions that lived on the lost nodes.
+    #[serde(default)]
+    pub sessions_on_lost_nodes: u64,
+    /// Seconds until the last of them answered from a surviving node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_moved_s: Option<f64>,
 }
 
 /// One line of the fault log.
@@ -146,6 +161,13 @@ pub struct SessionsReport {
     pub replayed_steps: u64,
     /// Times a session moved to another node.
     pub node_moves: u64,
+    /// Steps answered by a stale owner: under an owner epoch older than one that had already
+    /// answered a step of the same session (or the same epoch from a second node). Two nodes
+    /// advancing one session would show here; the target is 0.
+    pub double_owner_steps: u64,
+    /// Steps whose answer carried an owner epoch (the Redis store's leases), so the
+    /// double-owner check covered them.
+    pub epoch_steps: u64,
 }
 
 /// One second of the timeline.

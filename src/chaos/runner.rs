@@ -15,14 +15,14 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{
-    analysis,
+    analysis, failover,
     faults::Injector,
     history::{self, History},
     load::{self, ModelDims},
     proxy::FaultProxy,
     reference,
     report::{FaultEvent, Report, Verdict},
-    scenario::{Scenario, ScenarioError},
+    scenario::{ClientsMode, Scenario, ScenarioError},
     timeline,
 };
 use crate::{
@@ -145,7 +145,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     let described = cluster.describe();
     eprintln!("chaos: stopping the cluster");
     cluster.stop().await;
-    let (client_stats, ops, mut fault_log, injected, aborted, t0, started_at) = result?;
+    let (client_stats, ops, mut fault_log, injected, aborted, t0, started_at, seen) = result?;
     for e in events.snapshot() {
         fault_log.push(FaultEvent {
             t_s: signed_secs(e.at, t0),
@@ -157,7 +157,31 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
         });
     }
     fault_log.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-    let analysis = analysis::analyse(&scenario, &ops, &injected);
+    let mut analysis = analysis::analyse(&scenario, &ops, &injected);
+    for (i, (f, report)) in scenario
+        .faults
+        .iter()
+        .zip(analysis.faults.iter_mut())
+        .enumerate()
+    {
+        let lost = seen.lost.get(i).cloned().unwrap_or_default();
+        if lost.is_empty() {
+            continue;
+        }
+        let at_us = i64::try_from(f.at.as_micros()).unwrap_or(i64::MAX);
+        (report.detected_s, report.detected_all_s) =
+            failover::detection_s(&seen.members, &lost, at_us);
+        (report.sessions_on_lost_nodes, report.sessions_moved_s) =
+            failover::sessions_moved(&ops, &lost, at_us);
+        report.lost_nodes = lost;
+    }
+    let members_path = opts.out.join("members.jsonl");
+    let mut lines = String::new();
+    for s in &seen.members {
+        lines.push_str(&serde_json::to_string(s).unwrap_or_default());
+        lines.push('\n');
+    }
+    std::fs::write(&members_path, lines).map_err(io(&members_path))?;
     let sessions = reference::check_sessions(&ops, recurrent.policy.as_ref(), scenario.load.seed)
         .map_err(|e| RunError::Model(e.to_string()))?;
     let hypotheses = analysis::check(&scenario, &analysis, &sessions);
@@ -249,7 +273,16 @@ type Driven = (
     Option<String>,
     Instant,
     chrono::DateTime<Utc>,
+    Failover,
 );
+
+/// What the runner saw of the cluster's own failure handling.
+struct Failover {
+    /// Per fault (sorted order), the nodes it took away.
+    lost: Vec<Vec<String>>,
+    /// Membership changes every node reported.
+    members: Vec<failover::MemberSample>,
+}
 
 /// Proxies (if asked for), client, load, fault schedule and abort watch.
 async fn drive(
@@ -290,17 +323,49 @@ async fn drive(
             budget_ratio: 0.1,
         });
     }
-    let client = FudoClient::connect(config)
-        .await
-        .map_err(|e| RunError::Setup(e.to_string()))?;
+    // One gateway that knows every node, or one per region that knows only its own.
+    let groups: Vec<Vec<_>> = match load.clients {
+        ClientsMode::Global => vec![config.endpoints.clone()],
+        ClientsMode::PerRegion => {
+            let mut by_region: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+            for e in &config.endpoints {
+                by_region
+                    .entry(e.region.clone())
+                    .or_default()
+                    .push(e.clone());
+            }
+            by_region.into_values().collect()
+        }
+    };
+    let mut clients = Vec::new();
+    for endpoints in groups {
+        let mut c = config.clone();
+        c.endpoints = endpoints;
+        clients.push(
+            FudoClient::connect(c)
+                .await
+                .map_err(|e| RunError::Setup(e.to_string()))?,
+        );
+    }
     let injector = Injector::new(cluster, controls);
     let history = History::default();
     let (abort_tx, abort_rx) = watch::channel(false);
     let start = Instant::now();
     let t0 = start + load.warmup;
     let started_at = Utc::now() + chrono::Duration::from_std(load.warmup).unwrap_or_default();
+    let (watch_stop, watch_rx) = watch::channel(false);
+    let watcher = tokio::spawn(failover::watch_members(
+        cluster
+            .nodes()
+            .iter()
+            .map(|n| (n.place.name.clone(), format!("http://{}", n.grpc)))
+            .collect(),
+        t0,
+        Duration::from_millis(25),
+        watch_rx,
+    ));
     let load_task = tokio::spawn(load::run(
-        client.clone(),
+        clients.clone(),
         load.clone(),
         dims,
         start,
@@ -318,6 +383,7 @@ async fn drive(
     schedule.sort_by_key(|(t, i, inject)| (*t, !*inject, *i));
     let mut fault_log = Vec::new();
     let mut injected = vec![false; scenario.faults.len()];
+    let mut lost: Vec<Vec<String>> = vec![Vec::new(); scenario.faults.len()];
     let mut monitor = Monitor::new(scenario, history.clone());
     let mut next_tick = t0 + Duration::from_secs(1);
     let mut steps = schedule.into_iter().peekable();
@@ -351,6 +417,7 @@ async fn drive(
             };
             if inject {
                 injected[i] = result.is_ok();
+                lost[i] = injector.targets(f);
             }
             let (action, detail) = match result {
                 Ok(d) => (if inject { "inject" } else { "heal" }, d),
@@ -419,7 +486,16 @@ async fn drive(
         return Err(RunError::Setup("the load generator panicked".into()));
     }
     drop(proxies);
-    let stats = client.stats();
+    let _ = watch_stop.send(true);
+    let members = watcher.await.unwrap_or_default();
+    let mut stats = crate::client::ClientStats::default();
+    for c in &clients {
+        let s = c.stats();
+        stats.calls += s.calls;
+        stats.attempts += s.attempts;
+        stats.hedges += s.hedges;
+        stats.replays += s.replays;
+    }
     eprintln!(
         "chaos: load done: {} calls, {} attempts, {} hedges, {} session steps replayed",
         stats.calls, stats.attempts, stats.hedges, stats.replays
@@ -438,6 +514,7 @@ async fn drive(
         aborted,
         t0,
         started_at,
+        Failover { lost, members },
     ))
 }
 
@@ -523,6 +600,7 @@ mod tests {
             served_by: None,
             action: None,
             replayed: false,
+            owner_epoch: None,
         }
     }
 

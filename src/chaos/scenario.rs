@@ -104,6 +104,20 @@ struct LoadSection {
     hedge: bool,
     #[serde(default = "default_seed")]
     seed: u64,
+    #[serde(default)]
+    clients: ClientsMode,
+}
+
+/// How the load generator's clients see the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientsMode {
+    /// One client that knows every node (a gateway with endpoints in both regions).
+    #[default]
+    Global,
+    /// One client per region that knows only its region's nodes, each sending its share of
+    /// the load (gateways on both sides of a region partition).
+    PerRegion,
 }
 
 fn default_warmup() -> f64 {
@@ -207,10 +221,21 @@ pub enum FaultKind {
         /// Added to each forward pass.
         delay_ms: u64,
     },
-    /// SIGKILL of a node process (the launcher restarts it).
+    /// SIGKILL of a node process (the launcher restarts it). `node = "busiest-owner"` picks,
+    /// at injection time, the node that owns the most recurrent sessions (asked through
+    /// `fudo.v1.Cluster/Members`).
     NodeKill {
-        /// Node name.
+        /// Node name, or `busiest-owner`.
         node: String,
+        /// Keep the node down this long before the launcher may restart it (default 0: it
+        /// restarts after the cluster's restart delay, as systemd would).
+        #[serde(default)]
+        down_s: f64,
+    },
+    /// SIGKILL of every node of a region, kept down (no restarts) for `for_s`.
+    RegionKill {
+        /// Region name.
+        region: String,
     },
     /// SIGSTOP, then SIGCONT after `for_s`: a frozen process with its sockets open.
     NodeFreeze {
@@ -268,6 +293,7 @@ impl FaultKind {
             FaultKind::ActorPanic { .. } => "actor-panic",
             FaultKind::ShardSlow { .. } => "shard-slow",
             FaultKind::NodeKill { .. } => "node-kill",
+            FaultKind::RegionKill { .. } => "region-kill",
             FaultKind::NodeFreeze { .. } => "node-freeze",
             FaultKind::RedisPrimaryKill => "redis-primary-kill",
             FaultKind::Partition { .. } => "partition",
@@ -285,10 +311,24 @@ impl FaultKind {
             self,
             FaultKind::ShardSlow { .. }
                 | FaultKind::NodeFreeze { .. }
+                | FaultKind::RegionKill { .. }
                 | FaultKind::Partition { .. }
                 | FaultKind::Loss { .. }
                 | FaultKind::Latency { .. }
                 | FaultKind::Stall { .. }
+        )
+    }
+
+    /// Whether the fault takes nodes away from the rest of the cluster (so detection and
+    /// session moves are measured for it).
+    #[must_use]
+    pub fn loses_nodes(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::NodeKill { .. }
+                | FaultKind::NodeFreeze { .. }
+                | FaultKind::RegionKill { .. }
+                | FaultKind::Partition { .. }
         )
     }
 
@@ -311,12 +351,13 @@ impl FaultKind {
             | FaultKind::ShardSlow { node, actor, .. } => {
                 format!("{node}/{actor}")
             }
-            FaultKind::NodeKill { node }
+            FaultKind::NodeKill { node, .. }
             | FaultKind::NodeFreeze { node }
             | FaultKind::Latency { node, .. }
             | FaultKind::Stall { node }
             | FaultKind::ConnectionCut { node } => node.clone(),
             FaultKind::RedisPrimaryKill => "redis primary".into(),
+            FaultKind::RegionKill { region } => region.clone(),
             FaultKind::Partition { isolate, between } => match (isolate, between) {
                 (Some(z), _) => format!("{z} | rest"),
                 (None, Some([a, b])) => format!("{} | {}", a.join(","), b.join(",")),
@@ -326,6 +367,9 @@ impl FaultKind {
         }
     }
 }
+
+/// The `node` of a node-kill that picks the node owning the most sessions when injected.
+pub const BUSIEST_OWNER: &str = "busiest-owner";
 
 /// Which part of the run a hypothesis looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, serde::Serialize)]
@@ -380,8 +424,22 @@ pub enum Hypothesis {
         #[serde(default = "default_slow_ms")]
         slow_ms: f64,
     },
-    /// Every recurrent session's actions equal a fault-free reference computation.
+    /// Every recurrent session's actions equal a fault-free reference computation, and no
+    /// session step was answered by a stale owner.
     SessionsMatchReference,
+    /// Each node-loss fault (kill, freeze, region kill, partition) is detected — every
+    /// surviving node's region links declare the lost nodes dead — within `max` s. For
+    /// `partition.between`, the second group counts as lost, seen from the first.
+    DetectionS {
+        /// Longest acceptable detection time.
+        max: f64,
+    },
+    /// The sessions a node-loss fault took down answer again from a surviving node within
+    /// `max` s of the fault.
+    SessionsMovedS {
+        /// Longest acceptable time.
+        max: f64,
+    },
 }
 
 fn default_slow_ms() -> f64 {
@@ -444,6 +502,8 @@ pub struct LoadSpec {
     pub hedge: bool,
     /// Seed of the observations.
     pub seed: u64,
+    /// One global client, or one per region.
+    pub clients: ClientsMode,
 }
 
 impl LoadSpec {
@@ -638,6 +698,7 @@ impl Scenario {
             recurrent_model: l.recurrent_model,
             hedge: l.hedge,
             seed: l.seed,
+            clients: l.clients,
         };
         let plan = ClusterPlan {
             topology,
@@ -795,7 +856,16 @@ fn check_fault(
                 return Err(c.err(span, "shard-slow needs an actor name and delay_ms ≥ 1"));
             }
         }
-        FaultKind::NodeKill { node }
+        FaultKind::NodeKill { down_s, .. } if !(down_s.is_finite() && *down_s >= 0.0) => {
+            return Err(c.err(span, "node-kill.down_s must be ≥ 0"));
+        }
+        FaultKind::NodeKill { node, .. } if node == BUSIEST_OWNER => {}
+        FaultKind::RegionKill { region } => {
+            if !plan.topology.regions.iter().any(|r| &r.name == region) {
+                return Err(c.err(span, format!("region-kill: unknown region {region:?}")));
+            }
+        }
+        FaultKind::NodeKill { node, .. }
         | FaultKind::NodeFreeze { node }
         | FaultKind::Stall { node }
         | FaultKind::ConnectionCut { node }
@@ -897,6 +967,17 @@ fn check_hypothesis(
         Hypothesis::SessionsMatchReference => {
             if load.sessions == 0 {
                 return Err(c.err(span, "sessions-match-reference needs load.sessions ≥ 1"));
+            }
+        }
+        Hypothesis::DetectionS { max } | Hypothesis::SessionsMovedS { max } => {
+            if !(max.is_finite() && *max > 0.0) {
+                return Err(c.err(span, "detection-s and sessions-moved-s need max > 0"));
+            }
+            if !faults.iter().any(|f| f.kind.loses_nodes()) {
+                return Err(c.err(
+                    span,
+                    "detection-s and sessions-moved-s need a fault that loses nodes (node-kill, node-freeze, region-kill, partition.isolate)",
+                ));
             }
         }
         Hypothesis::MaxFailed { .. } => {}

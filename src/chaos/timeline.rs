@@ -143,6 +143,11 @@ mod tests {
             throughput_ratio: 0.9,
             recovery_s: 0.4,
             injected: true,
+            lost_nodes: vec!["tokyo-a-1".into()],
+            detected_s: Some(0.5),
+            detected_all_s: Some(0.6),
+            sessions_on_lost_nodes: 3,
+            sessions_moved_s: Some(0.7),
         }];
         let svg = render("node-kill & more", &seconds, &faults, 10.0);
         assert!(svg.starts_with("<svg"));

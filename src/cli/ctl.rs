@@ -1,11 +1,13 @@
-//! `fudo ctl`: operate a running node through `fudo.v1.Admin`.
+//! `fudo ctl`: operate a running node through `fudo.v1.Admin` (and read its cluster view
+//! through `fudo.v1.Cluster`).
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::api::proto::fudo::v1::{
-    ActorNode, DrainRequest, PanicActorRequest, SlowShardRequest, TreeRequest,
-    admin_client::AdminClient,
+    ActorNode, DrainRequest, MembersRequest, MembersResponse, NodeIdentity, NodeLoad,
+    PanicActorRequest, SlowShardRequest, TreeRequest, admin_client::AdminClient,
+    cluster_client::ClusterClient,
 };
 
 /// Arguments of `fudo ctl`.
@@ -27,6 +29,9 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Print the live supervision tree.
     Tree,
+    /// Print this node's view of the cluster: members, regions, link RTT, detector phi,
+    /// health, and how many sessions each node owns.
+    Cluster,
     /// Stop taking new requests (health turns NOT_SERVING).
     Drain,
     /// Fault injection: panic an actor (needs chaos.enabled on the node).
@@ -48,6 +53,18 @@ pub enum CtlCommand {
 
 /// Runs `fudo ctl`.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    if let CtlCommand::Cluster = args.command {
+        let mut client = ClusterClient::connect(args.target.clone())
+            .await
+            .with_context(|| format!("connecting to {}", args.target))?;
+        let view = client.members(MembersRequest {}).await?.into_inner();
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&cluster_json(&view))?);
+        } else {
+            print_cluster(&view);
+        }
+        return Ok(());
+    }
     let mut client = AdminClient::connect(args.target.clone())
         .await
         .with_context(|| format!("connecting to {}", args.target))?;
@@ -79,6 +96,7 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 print_tree(&root, "", true, true);
             }
         }
+        CtlCommand::Cluster => unreachable!("handled above"),
         CtlCommand::Drain => {
             let r = client.drain(DrainRequest {}).await?.into_inner();
             println!(
@@ -144,5 +162,102 @@ fn print_tree(node: &ActorNode, prefix: &str, last: bool, root: bool) {
     };
     for (i, child) in node.children.iter().enumerate() {
         print_tree(child, &child_prefix, i + 1 == node.children.len(), false);
+    }
+}
+
+fn identity_json(id: Option<&NodeIdentity>) -> serde_json::Value {
+    id.map_or(serde_json::Value::Null, |i| {
+        serde_json::json!({
+            "node": i.node, "region": i.region, "az": i.az, "url": i.url,
+            "incarnation": i.incarnation,
+        })
+    })
+}
+
+fn load_json(load: Option<&NodeLoad>) -> serde_json::Value {
+    load.map_or(serde_json::Value::Null, |l| {
+        serde_json::json!({
+            "serving": l.serving,
+            "reason": l.reason,
+            "draining": l.draining,
+            "sessions_owned": l.sessions_owned,
+            "fenced_writes": l.fenced_writes,
+            "store_degraded": l.store_degraded,
+            "models": l.models.iter().map(|m| serde_json::json!({
+                "name": m.name, "version": m.version, "live_shards": m.live_shards,
+                "total_shards": m.total_shards, "queue_depth": m.queue_depth,
+                "free_slots": m.free_slots,
+            })).collect::<Vec<_>>(),
+        })
+    })
+}
+
+/// The `Members` answer as JSON (for `fudo ctl --json cluster` and the chaos runner).
+pub fn cluster_json(view: &MembersResponse) -> serde_json::Value {
+    serde_json::json!({
+        "self": identity_json(view.self_.as_ref()),
+        "load": load_json(view.load.as_ref()),
+        "spilled_requests": view.spilled_requests,
+        "members": view.members.iter().map(|m| serde_json::json!({
+            "url": m.url,
+            "identity": identity_json(m.identity.as_ref()),
+            "state": m.state,
+            "phi": m.phi,
+            "rtt_ms": m.rtt_ms,
+            "last_heard_ms": m.last_heard_ms,
+            "state_ms": m.state_ms,
+            "connects": m.connects,
+            "deaths": m.deaths,
+            "load": load_json(m.load.as_ref()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_cluster(view: &MembersResponse) {
+    let me = view.self_.clone().unwrap_or_default();
+    let load = view.load.clone().unwrap_or_default();
+    println!(
+        "{} ({} / {})  {}  sessions owned: {}  fenced writes: {}  spilled: {}",
+        me.node,
+        me.region,
+        me.az,
+        serving_text(&load),
+        load.sessions_owned,
+        load.fenced_writes,
+        view.spilled_requests
+    );
+    println!(
+        "{:<14} {:<16} {:<18} {:<8} {:>7} {:>8} {:>9} {:>8} {:>6}  HEALTH",
+        "NODE", "REGION", "AZ", "STATE", "PHI", "RTT ms", "HEARD ms", "SESSIONS", "DEATHS"
+    );
+    for m in &view.members {
+        let id = m.identity.clone().unwrap_or_default();
+        let load = m.load.clone().unwrap_or_default();
+        let node = if id.node.is_empty() {
+            m.url.clone()
+        } else {
+            id.node
+        };
+        println!(
+            "{:<14} {:<16} {:<18} {:<8} {:>7.2} {:>8.2} {:>9} {:>8} {:>6}  {}",
+            node,
+            id.region,
+            id.az,
+            m.state,
+            m.phi,
+            m.rtt_ms,
+            m.last_heard_ms,
+            load.sessions_owned,
+            m.deaths,
+            serving_text(&load)
+        );
+    }
+}
+
+fn serving_text(load: &NodeLoad) -> String {
+    if load.serving {
+        "SERVING".to_owned()
+    } else {
+        format!("NOT_SERVING ({})", load.reason)
     }
 }

@@ -32,6 +32,18 @@ pub struct ProcessSpec {
     pub restart_delay: Duration,
 }
 
+/// Holds back or releases the restarts of a [`SupervisedProcess`].
+#[derive(Debug, Clone)]
+pub struct RestartHold(Arc<Shared>);
+
+impl RestartHold {
+    /// See [`SupervisedProcess::hold_restarts`].
+    pub fn hold_restarts(&self, hold: bool) {
+        self.0.held.store(hold, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
 /// A running, restarted-on-exit child process.
 #[derive(Debug)]
 pub struct SupervisedProcess {
@@ -46,6 +58,8 @@ struct Shared {
     pid: AtomicU32,
     starts: AtomicU32,
     stopping: AtomicBool,
+    /// Restarts are held back (a machine that stays down, e.g. a lost region).
+    held: AtomicBool,
     wake: Notify,
 }
 
@@ -104,6 +118,18 @@ impl SupervisedProcess {
             reason: e.to_string(),
         })?;
         Ok(pid)
+    }
+
+    /// Holds restarts back (`true`) or lets them happen again (`false`): a lost machine
+    /// stays down until it is released.
+    pub fn hold_restarts(&self, hold: bool) {
+        self.handle().hold_restarts(hold);
+    }
+
+    /// A handle that holds or releases restarts from elsewhere (e.g. a timer task).
+    #[must_use]
+    pub fn handle(&self) -> RestartHold {
+        RestartHold(self.shared.clone())
     }
 
     /// Stops the process for good: SIGCONT (in case it is frozen) and SIGTERM, then SIGKILL
@@ -225,6 +251,11 @@ async fn keep_running(
         );
         if pause(&shared, spec.restart_delay).await {
             return;
+        }
+        while shared.held.load(Ordering::Acquire) {
+            if pause(&shared, Duration::from_millis(50)).await {
+                return;
+            }
         }
     }
 }

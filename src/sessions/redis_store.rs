@@ -286,6 +286,14 @@ impl RedisStore {
         lock(&self.shared().fenced).remove(session_id)
     }
 
+    /// The owner epoch this node took when it loaded `session_id` (0: not loaded here).
+    pub fn owner_epoch(&self, session_id: &str) -> u64 {
+        lock(&self.shared().epochs)
+            .get(session_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Highest acknowledged seq of `session_id`.
     pub fn durable_watermark(&self, session_id: &str) -> u64 {
         lock(&self.shared().acked)

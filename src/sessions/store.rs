@@ -83,6 +83,15 @@ impl SessionStore {
         }
     }
 
+    /// The owner epoch (lease fencing token) this node holds for `session_id`; 0 when none
+    /// (the in-process store has no leases).
+    pub fn owner_epoch(&self, session_id: &str) -> u64 {
+        match self {
+            SessionStore::Memory(_) => 0,
+            SessionStore::Redis(r) => r.owner_epoch(session_id),
+        }
+    }
+
     /// Tells the store the table dropped `session_id` from memory, so that per-session
     /// bookkeeping (the Redis watermark) can be released. The data stays durable.
     pub fn release(&self, session_id: &str) {

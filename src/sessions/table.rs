@@ -129,6 +129,7 @@ impl SessionTable {
                     output,
                     replayed: true,
                     durable_watermark: self.inner.store.durable_watermark(id),
+                    owner_epoch: self.inner.store.owner_epoch(id),
                 });
             }
             Plan::Step { seq, fresh } => (seq, fresh),
@@ -181,6 +182,7 @@ impl SessionTable {
             output: computed.output,
             replayed: false,
             durable_watermark: self.inner.store.durable_watermark(id),
+            owner_epoch: self.inner.store.owner_epoch(id),
         })
     }
 

@@ -23,11 +23,17 @@ pub struct FudoProcess {
 impl FudoProcess {
     /// Starts `fudo serve` with extra arguments and waits until it listens.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", extra)
+    }
+
+    /// Starts `fudo serve` with its gRPC listener on `grpc` (for clusters, whose peers must
+    /// know each other's address up front).
+    pub fn start_at(grpc: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fudo"))
             .args([
                 "serve",
                 "--grpc-addr",
-                "127.0.0.1:0",
+                grpc,
                 "--metrics-addr",
                 "127.0.0.1:0",
             ])

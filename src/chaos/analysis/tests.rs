@@ -51,6 +51,7 @@ fn ops(failed: impl Fn(i64) -> bool, slow: impl Fn(i64) -> bool) -> Vec<Op> {
                 served_by: None,
                 action: Some(0),
                 replayed: false,
+                owner_epoch: None,
             }
         })
         .collect()
