@@ -200,6 +200,7 @@ pub fn analyse(scenario: &Scenario, ops: &[Op], injected: &[bool]) -> Analysis {
                 lost_nodes: Vec::new(),
                 detected_s: None,
                 detected_all_s: None,
+                lost_to_clients: false,
                 sessions_on_lost_nodes: 0,
                 sessions_moved_s: None,
             }
@@ -353,7 +354,7 @@ pub fn check(
                 }
             }
             Hypothesis::SessionsMovedS { max } => {
-                for f in a.faults.iter().filter(|f| !f.lost_nodes.is_empty()) {
+                for f in a.faults.iter().filter(|f| f.lost_to_clients) {
                     out.push(HypothesisResult {
                         name: format!(
                             "sessions of{} serving again elsewhere",

@@ -123,7 +123,10 @@ pub struct FaultReport {
     /// Seconds until every surviving node did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detected_all_s: Option<f64>,
-    /// Recurrent sessions that lived on the lost nodes.
+    /// Whether the gateways lost those nodes too (so their sessions had to move).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost_to_clients: bool,
+    /// Recurrent sessions that lived on the lost nodes (when lost to the gateways).
     #[serde(default)]
     pub sessions_on_lost_nodes: u64,
     /// Seconds until the last of them answered from a surviving node.
@@ -322,11 +325,45 @@ impl Report {
                 f.injected
             );
         }
+        let lost: Vec<&FaultReport> = self
+            .faults
+            .iter()
+            .filter(|f| !f.lost_nodes.is_empty())
+            .collect();
+        if !lost.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Detection and session moves\n\nDetection: time until the first surviving node, and every surviving node, declared all lost nodes dead (from `members.jsonl`). Sessions moved: time until every session that lived on the lost nodes answered from another node.\n\n| # | lost nodes | detected s (first / all) | sessions on them | moved s |\n|---|---|---|---|---|"
+            );
+            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+            for f in lost {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} / {} | {} | {} |",
+                    f.fault,
+                    f.lost_nodes.join(", "),
+                    opt(f.detected_s),
+                    opt(f.detected_all_s),
+                    if f.lost_to_clients {
+                        f.sessions_on_lost_nodes.to_string()
+                    } else {
+                        "- (gateways still reach them)".to_owned()
+                    },
+                    opt(f.sessions_moved_s)
+                );
+            }
+        }
         let se = &self.sessions;
         let _ = writeln!(
             s,
-            "\n## Recurrent sessions\n\n{} sessions, {} steps compared with the reference: {} divergent, {} replayed, {} node moves.\n",
-            se.checked, se.steps_checked, se.divergent_steps, se.replayed_steps, se.node_moves
+            "\n## Recurrent sessions\n\n{} sessions, {} steps compared with the reference: {} divergent, {} replayed, {} node moves; {} steps answered by a stale owner (of {} with an owner epoch).\n",
+            se.checked,
+            se.steps_checked,
+            se.divergent_steps,
+            se.replayed_steps,
+            se.node_moves,
+            se.double_owner_steps,
+            se.epoch_steps
         );
         let _ = writeln!(
             s,

@@ -171,8 +171,11 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
         let at_us = i64::try_from(f.at.as_micros()).unwrap_or(i64::MAX);
         (report.detected_s, report.detected_all_s) =
             failover::detection_s(&seen.members, &lost, at_us);
-        (report.sessions_on_lost_nodes, report.sessions_moved_s) =
-            failover::sessions_moved(&ops, &lost, at_us);
+        if f.kind.loses_nodes_to_clients() {
+            report.lost_to_clients = true;
+            (report.sessions_on_lost_nodes, report.sessions_moved_s) =
+                failover::sessions_moved(&ops, &lost, at_us);
+        }
         report.lost_nodes = lost;
     }
     let members_path = opts.out.join("members.jsonl");

@@ -332,6 +332,13 @@ impl FaultKind {
         )
     }
 
+    /// Whether the nodes the fault loses are lost to the gateways too (not only to the other
+    /// nodes, as in a partition between regions): their sessions must move.
+    #[must_use]
+    pub fn loses_nodes_to_clients(&self) -> bool {
+        self.loses_nodes() && !matches!(self, FaultKind::Partition { isolate: None, .. })
+    }
+
     fn needs_proxy(&self) -> bool {
         matches!(
             self,
@@ -434,8 +441,9 @@ pub enum Hypothesis {
         /// Longest acceptable detection time.
         max: f64,
     },
-    /// The sessions a node-loss fault took down answer again from a surviving node within
-    /// `max` s of the fault.
+    /// The sessions a node-loss fault took from the gateways (a kill, freeze, region kill or
+    /// isolation; not a partition between regions, where gateways still reach every node)
+    /// answer again from a surviving node within `max` s of the fault.
     SessionsMovedS {
         /// Longest acceptable time.
         max: f64,

@@ -146,6 +146,7 @@ mod tests {
             lost_nodes: vec!["tokyo-a-1".into()],
             detected_s: Some(0.5),
             detected_all_s: Some(0.6),
+            lost_to_clients: true,
             sessions_on_lost_nodes: 3,
             sessions_moved_s: Some(0.7),
         }];
