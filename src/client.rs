@@ -375,8 +375,13 @@ impl Inner {
     ) {
         let watermark = session_replay::response_watermark(resp);
         if let Some(e) = self.lock_sessions().get_mut(session_id) {
-            e.replay
-                .record(seq, req, watermark, self.config.replay_limit);
+            e.replay.record(
+                seq,
+                req,
+                watermark,
+                self.config.replay_margin,
+                self.config.replay_limit,
+            );
         }
     }
 

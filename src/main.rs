@@ -10,5 +10,18 @@ fn main() -> anyhow::Result<()> {
         // environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     }
-    fudo::cli::run(fudo::cli::Cli::parse())
+    let cli = fudo::cli::Cli::parse();
+    if matches!(cli.command, fudo::cli::Command::Ctl(_)) {
+        // Like any Unix tool, the console ends quietly when the reader of its output goes away
+        // (`fudo ctl cluster | head`) instead of panicking in `println!` (Rust ignores SIGPIPE
+        // by default; servers keep that, so a closed socket is an error, not a death).
+        // SAFETY: restoring a signal's default disposition before any thread exists.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
+    fudo::cli::run(cli)
 }

@@ -20,37 +20,63 @@ use fudo::api::proto::{
 use fudo_process::FudoProcess;
 use oip_requests::obs_request;
 use redis_process::free_port;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
-/// Starts one node per `(name, region)`, each with every other node as a peer.
-fn start_cluster(nodes: &[(&str, &str)], extra: &[&str]) -> Vec<FudoProcess> {
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, (name, region))| {
-            let peers: Vec<String> = addrs
+/// A planned cluster: one node per `(name, region)`, each with every other node as a peer.
+struct Plan {
+    nodes: Vec<(String, String)>,
+    addrs: Vec<String>,
+    extra: Vec<String>,
+}
+
+impl Plan {
+    fn new(nodes: &[(&str, &str)], extra: &[&str]) -> Self {
+        Self {
+            nodes: nodes
                 .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, a)| format!("\"http://{a}\""))
-                .collect();
-            let settings = [
-                format!("server.node_name={name}"),
-                format!("server.region={region}"),
-                format!("server.az={region}-a"),
-                format!("cluster.peers=[{}]", peers.join(",")),
-            ];
-            let mut args: Vec<&str> = Vec::new();
-            for s in &settings {
-                args.extend(["--set", s]);
-            }
-            args.extend_from_slice(extra);
-            FudoProcess::start_at(&addrs[i], &args)
-        })
-        .collect()
+                .map(|(n, r)| ((*n).to_owned(), (*r).to_owned()))
+                .collect(),
+            addrs: nodes
+                .iter()
+                .map(|_| format!("127.0.0.1:{}", free_port()))
+                .collect(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Starts node `i` (again, after a kill: same name and address, a new incarnation).
+    fn start(&self, i: usize) -> FudoProcess {
+        let (name, region) = &self.nodes[i];
+        let peers: Vec<String> = self
+            .addrs
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, a)| format!("\"http://{a}\""))
+            .collect();
+        let settings = [
+            format!("server.node_name={name}"),
+            format!("server.region={region}"),
+            format!("server.az={region}-a"),
+            format!("cluster.peers=[{}]", peers.join(",")),
+        ];
+        let mut args: Vec<&str> = Vec::new();
+        for s in &settings {
+            args.extend(["--set", s]);
+        }
+        args.extend(self.extra.iter().map(String::as_str));
+        FudoProcess::start_at(&self.addrs[i], &args)
+    }
+
+    fn start_all(&self) -> Vec<FudoProcess> {
+        (0..self.nodes.len()).map(|i| self.start(i)).collect()
+    }
+}
+
+fn start_cluster(nodes: &[(&str, &str)], extra: &[&str]) -> Vec<FudoProcess> {
+    Plan::new(nodes, extra).start_all()
 }
 
 async fn members(url: &str) -> MembersResponse {
@@ -97,10 +123,11 @@ fn signal(pid: u32, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_and_killed_peers_are_declared_dead_within_a_second() {
-    let nodes = start_cluster(
+    let plan = Plan::new(
         &[("tk-a", "tokyo"), ("tk-b", "tokyo"), ("os-a", "osaka")],
         &[],
     );
+    let mut nodes = plan.start_all();
     let (a, b, c) = (nodes[0].url(), nodes[1].url(), nodes[2].url());
     for (observer, peer) in [(&a, "tk-b"), (&a, "os-a"), (&b, "os-a"), (&c, "tk-a")] {
         wait_state(observer, peer, "alive", Duration::from_secs(20)).await;
@@ -160,6 +187,75 @@ async fn frozen_and_killed_peers_are_declared_dead_within_a_second() {
         killed_detect <= Duration::from_millis(1000),
         "{killed_detect:?}"
     );
+
+    // tk-b comes back on its address as a new process: the link redials it and, after the
+    // stability window, it is alive again as a new incarnation.
+    let find = |view: MembersResponse| {
+        view.members
+            .into_iter()
+            .find(|m| m.identity.as_ref().is_some_and(|i| i.node == "tk-b"))
+            .expect("tk-b listed")
+    };
+    let old = find(members(&a).await);
+    nodes[1] = plan.start(1);
+    wait_state(&a, "tk-b", "alive", Duration::from_secs(20)).await;
+    let new = find(members(&a).await);
+    assert!(
+        new.connects > old.connects,
+        "{} then {}",
+        old.connects,
+        new.connects
+    );
+    assert_ne!(
+        new.identity.map(|i| i.incarnation),
+        old.identity.map(|i| i.incarnation)
+    );
+    assert_eq!(new.deaths, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_majority_and_the_store_is_fenced() {
+    // Every node's session store points at a port nobody listens on: degraded from the start.
+    let dead_redis = format!("sessions.redis_url=redis://127.0.0.1:{}", free_port());
+    let nodes = start_cluster(
+        &[("tk-a", "tokyo"), ("tk-b", "tokyo"), ("os-a", "osaka")],
+        &["--set", "sessions.backend=redis", "--set", &dead_redis],
+    );
+    let a = nodes[0].url();
+    wait_state(&a, "tk-b", "alive", Duration::from_secs(20)).await;
+    wait_state(&a, "os-a", "alive", Duration::from_secs(20)).await;
+    let serving = ServingStatus::Serving as i32;
+    assert_eq!(health(&a).await, serving, "a majority: still serving");
+    signal(nodes[1].pid(), "-KILL");
+    signal(nodes[2].pid(), "-KILL");
+    wait_state(&a, "tk-b", "dead", Duration::from_secs(3)).await;
+    wait_state(&a, "os-a", "dead", Duration::from_secs(3)).await;
+    let start = Instant::now();
+    while health(&a).await == serving {
+        assert!(start.elapsed() < Duration::from_secs(2), "not fenced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let load = members(&a).await.load.expect("load");
+    assert!(
+        !load.serving && load.reason.starts_with("fenced"),
+        "{load:?}"
+    );
+}
+
+async fn health(url: &str) -> i32 {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

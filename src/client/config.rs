@@ -54,6 +54,11 @@ pub struct ClientConfig {
     /// Answered session steps kept per session until the server reports them durable, to
     /// resend to a node whose snapshot is behind (default 64).
     pub replay_limit: usize,
+    /// Steps kept *below* the durable watermark too (default 0). Where regions replicate
+    /// session state asynchronously, a node in the other region may load a snapshot older
+    /// than the watermark the first region reported; set this to the replication lag times
+    /// the session's step rate (e.g. 1 s × 25 steps/s = 25) so those steps can be resent.
+    pub replay_margin: usize,
 }
 
 impl ClientConfig {
@@ -71,6 +76,7 @@ impl ClientConfig {
             attempt_timeout: None,
             keepalive: Some(Duration::from_secs(1)),
             replay_limit: 64,
+            replay_margin: 0,
         }
     }
 

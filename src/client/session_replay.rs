@@ -24,12 +24,21 @@ pub struct ReplayBuffer {
 }
 
 impl ReplayBuffer {
-    /// Records an answered step and drops every step at or below the watermark; keeps at most
-    /// `limit` steps (the oldest go first: a failover that needs them will fail).
-    pub fn record(&mut self, seq: u64, req: ModelInferRequest, watermark: u64, limit: usize) {
+    /// Records an answered step and drops every step at or below `watermark - margin` (the
+    /// margin covers asynchronous replication to another region); keeps at most `limit` steps
+    /// (the oldest go first: a failover that needs them will fail).
+    pub fn record(
+        &mut self,
+        seq: u64,
+        req: ModelInferRequest,
+        watermark: u64,
+        margin: usize,
+        limit: usize,
+    ) {
         self.steps.retain(|(s, _)| *s != seq);
         self.steps.push_back((seq, req));
-        while self.steps.front().is_some_and(|(s, _)| *s <= watermark) {
+        let keep_above = watermark.saturating_sub(margin as u64);
+        while self.steps.front().is_some_and(|(s, _)| *s <= keep_above) {
             self.steps.pop_front();
         }
         while self.steps.len() > limit {
@@ -122,7 +131,7 @@ mod tests {
     fn steps_leave_the_buffer_once_durable() {
         let mut b = ReplayBuffer::default();
         for seq in 1..=5 {
-            b.record(seq, step(seq), seq.saturating_sub(2), 64);
+            b.record(seq, step(seq), seq.saturating_sub(2), 0, 64);
         }
         // Watermark 3 after step 5: steps 4 and 5 remain.
         assert_eq!(b.len(), 2);
@@ -138,12 +147,24 @@ mod tests {
     }
 
     #[test]
+    fn a_margin_keeps_durable_steps_for_a_lagging_region() {
+        let mut b = ReplayBuffer::default();
+        for seq in 1..=10 {
+            b.record(seq, step(seq), seq, 3, 64);
+        }
+        // Watermark 10, margin 3: steps 8, 9 and 10 stay for a replica that is behind.
+        assert_eq!(b.len(), 3);
+        assert!(b.range(8, 11).is_some());
+        assert!(b.range(7, 11).is_none());
+    }
+
+    #[test]
     fn the_buffer_is_bounded_and_a_retried_seq_is_kept_once() {
         let mut b = ReplayBuffer::default();
         for seq in 1..=10 {
-            b.record(seq, step(seq), 0, 4);
+            b.record(seq, step(seq), 0, 0, 4);
         }
-        b.record(10, step(10), 0, 4);
+        b.record(10, step(10), 0, 0, 4);
         assert_eq!(b.len(), 4);
         assert!(b.range(7, 11).is_some());
         assert!(b.range(6, 11).is_none());
