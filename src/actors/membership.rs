@@ -231,55 +231,65 @@ impl Membership {
 
     /// Advances every peer's state to `now`; returns the changes.
     pub fn evaluate(&self, now: Instant) -> Vec<Transition> {
+        let mut peers = self.lock();
+        peers
+            .iter_mut()
+            .filter_map(|(url, p)| self.advance(url, p, now))
+            .collect()
+    }
+
+    /// Advances the state of the peer at `url` to `now` (what its link does on each tick);
+    /// returns the change, if any.
+    pub fn evaluate_peer(&self, url: &str, now: Instant) -> Option<Transition> {
+        let mut peers = self.lock();
+        let p = peers.get_mut(url)?;
+        self.advance(url, p, now)
+    }
+
+    fn advance(&self, url: &str, p: &mut Peer, now: Instant) -> Option<Transition> {
         let threshold = self.config.phi_threshold;
         let stability = self.config.stability;
-        let mut changes = Vec::new();
-        for (url, p) in self.lock().iter_mut() {
-            let heard = p.detector.last_heartbeat().is_some();
-            let late = heard && p.detector.phi(now) >= threshold;
-            let next = match p.state {
-                PeerState::Joining if heard => Some(PeerState::Alive),
-                PeerState::Joining => None,
-                PeerState::Alive if late => Some(PeerState::Suspect),
-                PeerState::Alive => None,
-                PeerState::Suspect if !late => Some(PeerState::Alive),
-                PeerState::Suspect if now.duration_since(p.since) >= stability => {
-                    Some(PeerState::Dead)
-                }
-                PeerState::Suspect => None,
-                PeerState::Dead if late => {
-                    p.heard_since = None;
-                    None
-                }
-                PeerState::Dead => p
-                    .heard_since
-                    .filter(|&h| now.duration_since(h) >= stability)
-                    .map(|_| PeerState::Alive),
-            };
-            if let Some(to) = next {
-                if to == PeerState::Dead {
-                    p.deaths += 1;
-                }
+        let heard = p.detector.last_heartbeat().is_some();
+        let late = heard && p.detector.phi(now) >= threshold;
+        let next = match p.state {
+            PeerState::Joining if heard => Some(PeerState::Alive),
+            PeerState::Joining => None,
+            PeerState::Alive if late => Some(PeerState::Suspect),
+            PeerState::Alive => None,
+            PeerState::Suspect if !late => Some(PeerState::Alive),
+            PeerState::Suspect if now.duration_since(p.since) >= stability => Some(PeerState::Dead),
+            PeerState::Suspect => None,
+            PeerState::Dead if late => {
                 p.heard_since = None;
-                changes.push(Transition {
-                    url: url.clone(),
-                    node: p
-                        .identity
-                        .as_ref()
-                        .map(|i| i.node.clone())
-                        .unwrap_or_default(),
-                    from: p.state,
-                    to,
-                    silent_for: p
-                        .detector
-                        .last_heartbeat()
-                        .map_or(Duration::ZERO, |t| now.duration_since(t)),
-                });
-                p.state = to;
-                p.since = now;
+                None
             }
+            PeerState::Dead => p
+                .heard_since
+                .filter(|&h| now.duration_since(h) >= stability)
+                .map(|_| PeerState::Alive),
+        };
+        let to = next?;
+        if to == PeerState::Dead {
+            p.deaths += 1;
         }
-        changes
+        p.heard_since = None;
+        let change = Transition {
+            url: url.to_owned(),
+            node: p
+                .identity
+                .as_ref()
+                .map(|i| i.node.clone())
+                .unwrap_or_default(),
+            from: p.state,
+            to,
+            silent_for: p
+                .detector
+                .last_heartbeat()
+                .map_or(Duration::ZERO, |t| now.duration_since(t)),
+        };
+        p.state = to;
+        p.since = now;
+        Some(change)
     }
 
     /// The state of the peer at `url`.

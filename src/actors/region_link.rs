@@ -150,10 +150,11 @@ impl Actor for RegionLink {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             LinkMsg::Tick => {
-                for change in state.ctx.membership.evaluate(Instant::now()) {
-                    if change.url != state.url {
-                        continue;
-                    }
+                if let Some(change) = state
+                    .ctx
+                    .membership
+                    .evaluate_peer(&state.url, Instant::now())
+                {
                     let silent_ms =
                         u64::try_from(change.silent_for.as_millis()).unwrap_or(u64::MAX);
                     if matches!(change.to, PeerState::Dead | PeerState::Suspect) {
