@@ -122,6 +122,10 @@ struct Inner {
 struct SessionEntry {
     endpoint: usize,
     replay: ReplayBuffer,
+    /// The newest owner epoch seen in the session's answers, sent with every step so that a
+    /// node holding an older one takes the session over again instead of answering as a
+    /// stale owner.
+    max_epoch: u64,
 }
 
 /// Decrements an endpoint's outstanding count when an attempt ends or is cancelled.
@@ -273,9 +277,11 @@ impl FudoClient {
                 .or_insert_with(|| SessionEntry {
                     endpoint: idx,
                     replay: ReplayBuffer::default(),
+                    max_epoch: 0,
                 })
                 .endpoint = idx;
-            match inner.attempt(idx, req.clone(), &mut call).await {
+            let stamped = inner.with_min_epoch(session_id, req.clone());
+            match inner.attempt(idx, stamped, &mut call).await {
                 Ok(resp) => {
                     if let Some(seq) = seq {
                         inner.record_step(session_id, seq, req, &resp);
@@ -374,7 +380,9 @@ impl Inner {
         resp: &ModelInferResponse,
     ) {
         let watermark = session_replay::response_watermark(resp);
+        let epoch = session_replay::response_owner_epoch(resp);
         if let Some(e) = self.lock_sessions().get_mut(session_id) {
+            e.max_epoch = e.max_epoch.max(epoch);
             e.replay.record(
                 seq,
                 req,
@@ -402,8 +410,9 @@ impl Inner {
         );
         for step in missing {
             let seq = session_replay::request_seq(&step);
+            let stamped = self.with_min_epoch(session_id, step.clone());
             let resp = self
-                .attempt_on(idx, step.clone(), self.attempt_budget(call))
+                .attempt_on(idx, stamped, self.attempt_budget(call))
                 .await?;
             self.replays.fetch_add(1, Ordering::Relaxed);
             if let Some(seq) = seq {
@@ -411,6 +420,21 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// `req` with the session's newest owner epoch seen (`fudo_min_epoch`), if any.
+    fn with_min_epoch(&self, session_id: &str, mut req: ModelInferRequest) -> ModelInferRequest {
+        let epoch = self
+            .lock_sessions()
+            .get(session_id)
+            .map_or(0, |e| e.max_epoch);
+        if epoch > 0 {
+            req.parameters.insert(
+                crate::api::sequence::MIN_EPOCH.into(),
+                crate::api::sequence::int_param(epoch),
+            );
+        }
+        req
     }
 
     /// The endpoint for the next attempt, or `None` when attempts or time are used up.

@@ -82,6 +82,10 @@ pub struct StepRequest {
     pub end: bool,
     /// Size of the recurrent state vector of the model.
     pub state_dim: usize,
+    /// The newest owner epoch the client has seen for this session (0: none). A node holding
+    /// the session under an older epoch is not its owner any more: it takes the session over
+    /// again from the store before it answers, or fails the step (retryable) if it cannot.
+    pub min_epoch: u64,
 }
 
 /// What a policy step produced for the client.

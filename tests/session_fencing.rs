@@ -27,6 +27,7 @@ fn req(seq: u64) -> StepRequest {
         start: seq == 1,
         end: false,
         state_dim: DIM,
+        min_epoch: 0,
     }
 }
 

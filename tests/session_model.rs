@@ -184,6 +184,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             start,
             end,
             state_dim: dim,
+            min_epoch: 0,
         };
         let want = expect(model.get(&session), &req);
         let obs = i as u64;

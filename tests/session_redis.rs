@@ -31,6 +31,7 @@ fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
         start,
         end: false,
         state_dim: DIM,
+        min_epoch: 0,
     }
 }
 

@@ -194,6 +194,7 @@ impl InferenceService {
             start: seq.start,
             end: seq.end,
             state_dim: spec.state_dim,
+            min_epoch: seq.min_epoch,
         };
         let slot = served_by.clone();
         let node_name = self.node.config.server.node_name.clone();

@@ -17,6 +17,10 @@ pub const SEQUENCE_END: &str = "sequence_end";
 pub const SEQUENCE_SEQ: &str = "sequence_seq";
 /// Response parameter: the highest step whose state the session store has made durable.
 pub const DURABLE_WATERMARK: &str = "durable_watermark";
+/// Request parameter the client library sends with a session step: the newest owner epoch it
+/// has seen for the session. A node holding the session under an older epoch takes it over
+/// again from the store before it answers (or fails the step with UNAVAILABLE).
+pub const MIN_EPOCH: &str = "fudo_min_epoch";
 /// Response parameter: the owner epoch (lease fencing token) under which the answering node
 /// holds the session; it only grows across owners, so a smaller one means a stale owner.
 pub const OWNER_EPOCH: &str = "owner_epoch";
@@ -36,6 +40,8 @@ pub struct SequenceParams {
     pub end: bool,
     /// Step number, if the client sent one.
     pub seq: Option<u64>,
+    /// The newest owner epoch the client has seen (0: none).
+    pub min_epoch: u64,
 }
 
 /// Reads the sequence parameters; the error says which parameter was malformed.
@@ -69,11 +75,22 @@ pub fn parse(params: &HashMap<String, InferParameter>) -> Result<SequenceParams,
             ));
         }
     };
+    let min_epoch = match choice(MIN_EPOCH) {
+        None => 0,
+        Some(ParameterChoice::Int64Param(v)) if *v >= 0 => *v as u64,
+        Some(ParameterChoice::Uint64Param(v)) => *v,
+        Some(other) => {
+            return Err(format!(
+                "parameter `{MIN_EPOCH}` must be an integer >= 0 (the newest owner_epoch seen), got {other:?}"
+            ));
+        }
+    };
     let parsed = SequenceParams {
         id,
         start: flag(SEQUENCE_START)?,
         end: flag(SEQUENCE_END)?,
         seq,
+        min_epoch,
     };
     if parsed.id.is_none() && (parsed.start || parsed.end || parsed.seq.is_some()) {
         return Err(format!(
@@ -132,6 +149,11 @@ mod tests {
             p(ParameterChoice::StringParam("acct-7".into())),
         );
         assert_eq!(parse(&m).expect("string id").id.as_deref(), Some("acct-7"));
+        assert_eq!(parse(&m).expect("no epoch").min_epoch, 0);
+        m.insert(MIN_EPOCH.into(), p(ParameterChoice::Int64Param(9)));
+        assert_eq!(parse(&m).expect("epoch").min_epoch, 9);
+        m.insert(MIN_EPOCH.into(), p(ParameterChoice::Int64Param(-1)));
+        assert!(parse(&m).unwrap_err().contains(MIN_EPOCH));
     }
 
     #[test]

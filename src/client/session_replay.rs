@@ -90,6 +90,12 @@ pub fn response_watermark(resp: &ModelInferResponse) -> u64 {
     int_param(&resp.parameters, crate::api::sequence::DURABLE_WATERMARK).unwrap_or(0)
 }
 
+/// The response's `owner_epoch` (0 when absent: the node has no leases).
+#[must_use]
+pub fn response_owner_epoch(resp: &ModelInferResponse) -> u64 {
+    int_param(&resp.parameters, crate::api::sequence::OWNER_EPOCH).unwrap_or(0)
+}
+
 /// The seq a FAILED_PRECONDITION asks the client to send: the `fudo-expected-seq` metadata, or
 /// (from older servers) the "expected seq N" in the message.
 #[must_use]

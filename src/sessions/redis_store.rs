@@ -29,7 +29,11 @@
 //! that epoch and a Lua script applies it unless a newer epoch holds the session. So when
 //! a session moves to another node, the old owner's late writes (a frozen process waking up, a
 //! partition healing) are refused instead of overwriting newer state: they are dropped, counted
-//! (`fenced_total`), and the table reloads the session before it serves it again.
+//! (`fenced_total`), and the table reloads the session before it serves it again. Within one
+//! epoch, writes also carry the store's write version (`{key_prefix}{id}:ver`), so a late
+//! write of the same owner — sent on a connection it gave up on, arriving after a newer one
+//! was acknowledged — is ignored instead of rolling the session back
+//! (`tests/lease_interleavings.rs` found that interleaving).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,25 +128,33 @@ struct Shared {
     fenced_total: AtomicU64,
 }
 
-/// Takes ownership of a session: a new epoch, and the snapshot as it is now.
+/// Takes ownership of a session: a new epoch, and the snapshot as it is now. The new epoch's
+/// writes start a new version sequence (KEYS[3] is dropped).
 const ACQUIRE: &str = "local e = redis.call('INCR', KEYS[2]) \
+redis.call('DEL', KEYS[3]) \
 return {e, redis.call('GET', KEYS[1])}";
 
 /// Writes (ARGV[1] = snapshot, or empty to delete) unless a newer owner holds the session
-/// (current epoch > ARGV[2]); ARGV[3] is a TTL in ms (0: none). An epoch key that is missing
-/// (Redis lost its data, or the session is new) or older is set to ours. Returns 1 when
-/// applied, 0 when fenced.
+/// (current epoch > ARGV[2]: returns 0, fenced) or the same owner already wrote something
+/// newer (same epoch, stored version KEYS[3] >= ARGV[4]: returns 2, superseded — a late
+/// write from a connection the owner gave up on must not roll the session back). ARGV[3] is
+/// a TTL in ms (0: none). An epoch key that is missing (Redis lost its data, or the session is
+/// new) or older is set to ours. Returns 1 when applied.
 const WRITE: &str = "local cur = tonumber(redis.call('GET', KEYS[2]) or '0') \
 local mine = tonumber(ARGV[2]) \
 if cur > mine then return 0 end \
-if ARGV[1] == '' then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end \
+local ver = tonumber(ARGV[4]) \
+if cur == mine and tonumber(redis.call('GET', KEYS[3]) or '0') >= ver then return 2 end \
+if ARGV[1] == '' then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) return 1 end \
 local ttl = tonumber(ARGV[3]) \
 if ttl > 0 then \
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) \
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl) \
+  redis.call('SET', KEYS[3], ARGV[4], 'PX', ttl) \
 else \
   redis.call('SET', KEYS[1], ARGV[1]) \
   if cur < mine then redis.call('SET', KEYS[2], ARGV[2]) end \
+  redis.call('SET', KEYS[3], ARGV[4]) \
 end \
 return 1";
 
@@ -238,23 +250,32 @@ impl RedisStore {
 
     /// The buffered snapshot if one waits, else the one in Redis.
     pub async fn load(&self, session_id: &str) -> Result<Option<SessionSnapshot>, StoreError> {
-        let s = self.shared();
-        let waiting = lock(&s.pending)
+        let waiting = lock(&self.shared().pending)
             .ops
             .get(session_id)
             .map(|op| op.bytes.clone());
         if let Some(bytes) = waiting {
             return bytes.map(|b| SessionSnapshot::decode(&b)).transpose();
         }
+        self.acquire(session_id).await
+    }
+
+    /// Takes ownership of `session_id` in Redis (a new epoch) and returns the snapshot there,
+    /// ignoring anything this node still buffers: for a node that learned it is behind, so
+    /// that another owner has written newer state.
+    pub async fn acquire(&self, session_id: &str) -> Result<Option<SessionSnapshot>, StoreError> {
+        let s = self.shared();
         let key = s.key(session_id);
         let epoch_key = s.epoch_key(session_id);
+        let version_key = s.version_key(session_id);
         let get = async {
             let (generation, mut conn) = s.conn.get().await?;
             let res: redis::RedisResult<(u64, Option<Vec<u8>>)> = redis::cmd("EVAL")
                 .arg(ACQUIRE)
-                .arg(2)
+                .arg(3)
                 .arg(&key)
                 .arg(&epoch_key)
+                .arg(&version_key)
                 .query_async(&mut conn)
                 .await;
             if res.is_err() {
@@ -352,6 +373,11 @@ impl Shared {
         format!("{}{}:epoch", self.opts.key_prefix, session_id)
     }
 
+    /// The version of the latest write under the current epoch (versions grow per store).
+    fn version_key(&self, session_id: &str) -> String {
+        format!("{}{}:ver", self.opts.key_prefix, session_id)
+    }
+
     fn enqueue(&self, session_id: &str, seq: u64, bytes: Option<Arc<[u8]>>) {
         {
             let epoch = lock(&self.epochs).get(session_id).copied().unwrap_or(0);
@@ -383,7 +409,8 @@ impl Shared {
     }
 
     /// Sends `batch` as one pipeline of fenced writes (`PING` when empty); returns, per item,
-    /// whether Redis applied it (false: fenced by a newer owner).
+    /// whether Redis applied it or already holds a newer write of ours (false: fenced by a
+    /// newer owner).
     async fn send(&self, batch: &[BatchItem]) -> Result<Vec<bool>, StoreError> {
         let mut pipe = redis::pipe();
         if batch.is_empty() {
@@ -394,12 +421,14 @@ impl Shared {
             let bytes: &[u8] = item.op.bytes.as_deref().unwrap_or_default();
             pipe.cmd("EVAL")
                 .arg(WRITE)
-                .arg(2)
+                .arg(3)
                 .arg(self.key(&item.id))
                 .arg(self.epoch_key(&item.id))
+                .arg(self.version_key(&item.id))
                 .arg(bytes)
                 .arg(item.op.epoch)
-                .arg(ttl);
+                .arg(ttl)
+                .arg(item.op.version);
         }
         let (generation, mut conn) = self.conn.get().await?;
         let res = match tokio::time::timeout(
@@ -417,7 +446,8 @@ impl Shared {
         if res.is_err() {
             self.conn.invalidate(generation).await;
         }
-        Ok(res?.into_iter().map(|applied| applied == 1).collect())
+        // 1: applied; 2: superseded by this owner's own newer write (nothing to do); 0: fenced.
+        Ok(res?.into_iter().map(|applied| applied != 0).collect())
     }
 
     fn on_success(&self, batch: Vec<BatchItem>, applied: &[bool]) {

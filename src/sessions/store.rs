@@ -58,6 +58,19 @@ impl SessionStore {
         }
     }
 
+    /// The snapshot the durable store itself holds, ignoring this node's unflushed writes
+    /// (for a node that is behind: another owner wrote newer state). On Redis this takes
+    /// ownership (a new epoch).
+    pub async fn load_durable(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<SessionSnapshot>, StoreError> {
+        match self {
+            SessionStore::Memory(m) => m.load(session_id),
+            SessionStore::Redis(r) => r.acquire(session_id).await,
+        }
+    }
+
     /// Records `snapshot` as the latest state of `session_id`. Never blocks on I/O: the Redis
     /// store enqueues it, superseding any older snapshot of the session not yet flushed.
     pub fn write(&self, session_id: &str, snapshot: &SessionSnapshot) {

@@ -96,8 +96,10 @@ impl SessionTable {
         Fut: Future<Output = Result<StepComputed, E>>,
     {
         let (entry, mut slot) = self.acquire(&req.session_id, req.start).await?;
-        self.refresh_if_behind(&req, &mut slot).await;
-        let result = self.step_locked(&req, &mut slot, infer).await;
+        let result = match self.refresh_if_behind(&req, &mut slot).await {
+            Ok(()) => self.step_locked(&req, &mut slot, infer).await,
+            Err(e) => Err(e.into()),
+        };
         slot.last_used = Instant::now();
         if !matches!(slot.state, SlotState::Live(_)) {
             // Unknown session that did not start: do not keep a placeholder around.
@@ -187,17 +189,28 @@ impl SessionTable {
     }
 
     /// A session that moved to another node and back finds this node's copy stale: the request
-    /// is ahead of it. Before calling that a gap, look at the store, where the other node
+    /// is ahead of it, or names an owner epoch newer than ours. Before calling that a gap, look at the store, where the other node
     /// wrote its newer steps, and take its snapshot if it is newer.
-    async fn refresh_if_behind(&self, req: &StepRequest, slot: &mut Slot) {
+    ///
+    /// If the store cannot be asked, the step fails with the store error (retryable, so the
+    /// client tries another node): answering "gap, resend from my seq" instead could ask the
+    /// client for steps it has already dropped as durable.
+    async fn refresh_if_behind(
+        &self,
+        req: &StepRequest,
+        slot: &mut Slot,
+    ) -> Result<(), SessionError> {
         let SlotState::Live(current) = &slot.state else {
-            return;
+            return Ok(());
         };
         let behind = !req.start && req.seq.is_some_and(|seq| seq > current.seq + 1);
-        if !behind {
-            return;
+        // The client has seen a newer owner than us: whatever we hold may be behind that
+        // owner's, and answering from it would be a stale owner's answer.
+        let superseded = req.min_epoch > self.inner.store.owner_epoch(&req.session_id);
+        if !(behind || superseded) {
+            return Ok(());
         }
-        match self.inner.store.load(&req.session_id).await {
+        match self.inner.store.load_durable(&req.session_id).await {
             Ok(Some(stored)) if stored.seq > current.seq => {
                 tracing::debug!(
                     session = %req.session_id,
@@ -208,10 +221,15 @@ impl SessionTable {
                 slot.state = SlotState::Live(stored);
             }
             Ok(_) => {}
-            Err(error) => {
-                tracing::debug!(session = %req.session_id, %error, "store lookup for a stale session failed")
+            Err(source) => {
+                tracing::debug!(session = %req.session_id, error = %source, "store lookup for a stale session failed");
+                return Err(SessionError::Store {
+                    session: req.session_id.clone(),
+                    source,
+                });
             }
         }
+        Ok(())
     }
 
     /// Locks the session's entry, loading the session from the store when it is not in memory.

@@ -15,6 +15,7 @@ fn req(session: &str, seq: Option<u64>) -> StepRequest {
         start: false,
         end: false,
         state_dim: DIM,
+        min_epoch: 0,
     }
 }
 
@@ -176,6 +177,7 @@ async fn version_and_shape_are_checked() {
     );
     let wide = StepRequest {
         state_dim: 3,
+        min_epoch: 0,
         ..req("s", None)
     };
     let e = session_err(t.step(wide, count).await);
