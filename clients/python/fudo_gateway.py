@@ -872,6 +872,9 @@ class Session:
         self._lock = threading.Lock()
         self._seq = 0
         self._watermark = 0
+        # The newest owner_epoch seen, sent back as fudo_min_epoch: a node that holds the
+        # session under an older epoch takes it over again before answering.
+        self._max_epoch = 0
         self._ended = False
         # (seq, obs_row, sequence_start) of steps above the durable watermark.
         self._buffer: collections.deque[tuple[int, np.ndarray, bool]] = collections.deque(
@@ -950,11 +953,19 @@ class Session:
             sequence_id=self.session_id,
             sequence_start=start,
             sequence_end=end,
-            parameters={"sequence_seq": seq},
+            parameters=(
+                {"sequence_seq": seq, "fudo_min_epoch": self._max_epoch}
+                if self._max_epoch > 0
+                else {"sequence_seq": seq}
+            ),
         )
 
     def observe(self, result: grpcclient.InferResult) -> None:
-        """Drops buffered steps at or below the response's ``durable_watermark``."""
+        """Drops buffered steps at or below the response's ``durable_watermark`` and notes its
+        ``owner_epoch``."""
+        epoch = _param(result, "owner_epoch")
+        if isinstance(epoch, int) and epoch > self._max_epoch:
+            self._max_epoch = epoch
         wm = _param(result, "durable_watermark")
         if isinstance(wm, int) and wm > self._watermark:
             self._watermark = wm
