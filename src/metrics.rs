@@ -1,11 +1,12 @@
 //! Prometheus metrics for `/metrics` on the metrics port: request latency per model, batch
-//! sizes, queue depth, restarts per actor, sessions and the session store's state.
+//! sizes, queue depth, restarts per actor, sessions and the session store's state, and the
+//! cluster as this node sees it (members by state, link round trips, spilled requests).
 //!
 //! Restart latency is also kept in an exact HDR histogram, because the interesting values are
 //! tens of microseconds and Prometheus buckets are too coarse to report a median that small.
 
 use std::{
-    sync::{Mutex, PoisonError},
+    sync::{Mutex, PoisonError, atomic::AtomicU64},
     time::Duration,
 };
 
@@ -43,6 +44,20 @@ pub struct ModelCodeLabel {
 pub struct ActorLabel {
     /// Actor name.
     pub actor: String,
+}
+
+/// Label set: a cluster member state (`joining`, `alive`, `suspect`, `dead`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// The state.
+    pub state: String,
+}
+
+/// Label set: one peer node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    /// The peer's node name (its URL until it has introduced itself).
+    pub peer: String,
 }
 
 /// Percentiles of the observed restart latencies, in microseconds.
@@ -83,6 +98,18 @@ pub struct Metrics {
     pub session_store_buffered: Gauge,
     /// 1 while the node drains.
     pub draining: Gauge,
+    /// 1 while `grpc.health.v1` says SERVING.
+    pub serving: Gauge,
+    /// Cluster members by the state this node's detector gives them.
+    pub cluster_members: Family<StateLabel, Gauge>,
+    /// Smoothed region-link round trip per peer.
+    pub link_rtt_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    /// Times each peer was declared dead.
+    pub member_deaths: Family<PeerLabel, Gauge>,
+    /// Stateless requests forwarded to a peer because this node was short of capacity.
+    pub spilled: Counter,
+    /// Session writes the store refused because another node holds a newer lease.
+    pub session_writes_fenced: Gauge,
     restart_hdr: Mutex<Hdr<u64>>,
 }
 
@@ -160,6 +187,42 @@ impl Metrics {
         );
         let draining = Gauge::default();
         registry.register("draining", "1 while the node drains", draining.clone());
+        let serving = Gauge::default();
+        registry.register(
+            "serving",
+            "1 while grpc.health.v1 says SERVING (0: draining, no live shard, or fenced)",
+            serving.clone(),
+        );
+        let cluster_members = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "cluster_members",
+            "Cluster peers by the state this node's failure detector gives them",
+            cluster_members.clone(),
+        );
+        let link_rtt_seconds = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "cluster_link_rtt_seconds",
+            "Smoothed round trip of the region link to each peer",
+            link_rtt_seconds.clone(),
+        );
+        let member_deaths = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "cluster_member_deaths",
+            "Times each peer was declared dead",
+            member_deaths.clone(),
+        );
+        let spilled = Counter::default();
+        registry.register(
+            "spilled_requests",
+            "Stateless requests forwarded to a peer because this node was short of capacity",
+            spilled.clone(),
+        );
+        let session_writes_fenced = Gauge::default();
+        registry.register(
+            "session_writes_fenced",
+            "Session writes refused because another node holds a newer lease",
+            session_writes_fenced.clone(),
+        );
         Self {
             registry,
             requests,
@@ -173,6 +236,12 @@ impl Metrics {
             session_store_degraded,
             session_store_buffered,
             draining,
+            serving,
+            cluster_members,
+            link_rtt_seconds,
+            member_deaths,
+            spilled,
+            session_writes_fenced,
             restart_hdr: Mutex::new(new_hdr()),
         }
     }

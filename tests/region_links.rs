@@ -154,6 +154,15 @@ async fn frozen_and_killed_peers_are_declared_dead_within_a_second() {
             .as_ref()
             .is_some_and(|l| l.serving && !l.models.is_empty())
     );
+    let metrics = nodes[0].scrape();
+    for line in [
+        "fudo_cluster_members{state=\"alive\"} 2",
+        "fudo_cluster_members{state=\"dead\"} 0",
+        "fudo_serving 1",
+        "fudo_cluster_link_rtt_seconds{peer=\"os-a\"}",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
 
     // Freeze os-a: both Tokyo nodes declare it dead within a second; thawed, it is back.
     signal(nodes[2].pid(), "-STOP");

@@ -342,6 +342,7 @@ impl NodeHandle {
     /// Counts a request spilled to a peer.
     pub fn record_spill(&self) {
         self.spilled.fetch_add(1, Ordering::Relaxed);
+        self.metrics.spilled.inc();
     }
 
     /// Requests spilled to peers since start.
@@ -399,6 +400,36 @@ impl NodeHandle {
         self.metrics
             .session_store_buffered
             .set(health.buffered_writes as i64);
+        self.metrics
+            .session_writes_fenced
+            .set(i64::try_from(health.fenced_total).unwrap_or(i64::MAX));
+        self.metrics.serving.set(i64::from(self.is_ready()));
+        let members = self.membership.members(tokio::time::Instant::now());
+        for state in ["joining", "alive", "suspect", "dead"] {
+            let n = members.iter().filter(|m| m.state == state).count();
+            self.metrics
+                .cluster_members
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: state.to_owned(),
+                })
+                .set(n as i64);
+        }
+        for m in &members {
+            let peer = crate::metrics::PeerLabel {
+                peer: m
+                    .identity
+                    .as_ref()
+                    .map_or_else(|| m.url.clone(), |i| i.node.clone()),
+            };
+            self.metrics
+                .link_rtt_seconds
+                .get_or_create(&peer)
+                .set(m.rtt_ms / 1e3);
+            self.metrics
+                .member_deaths
+                .get_or_create(&peer)
+                .set(i64::try_from(m.deaths).unwrap_or(i64::MAX));
+        }
     }
 
     /// Resolves when the root supervisor has stopped (normally or by escalation).

@@ -19,7 +19,7 @@ use tonic::transport::Endpoint;
 
 use super::{
     link_auth::LinkAuth,
-    membership::{Membership, PeerState},
+    membership::{Membership, PeerState, Transition},
 };
 use crate::{
     api::proto::fudo::v1::{Heartbeat, NodeIdentity, NodeLoad, cluster_client::ClusterClient},
@@ -150,23 +150,39 @@ impl Actor for RegionLink {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             LinkMsg::Tick => {
-                if let Some(change) = state
-                    .ctx
-                    .membership
-                    .evaluate_peer(&state.url, Instant::now())
-                {
-                    let silent_ms =
-                        u64::try_from(change.silent_for.as_millis()).unwrap_or(u64::MAX);
-                    if matches!(change.to, PeerState::Dead | PeerState::Suspect) {
-                        tracing::warn!(peer = %change.url, node = %change.node, from = change.from.name(), to = change.to.name(), silent_ms, "cluster member state changed");
-                    } else {
-                        tracing::info!(peer = %change.url, node = %change.node, from = change.from.name(), to = change.to.name(), silent_ms, "cluster member state changed");
-                    }
+                let now = Instant::now();
+                if let Some(change) = state.ctx.membership.evaluate_peer(&state.url, now) {
+                    log_change(&change);
                 }
             }
             LinkMsg::TaskEnded(reason) => return Err(reason.into()),
         }
         Ok(())
+    }
+}
+
+/// Logs a member's state change: a warning when it becomes suspect or dead.
+fn log_change(change: &Transition) {
+    let silent_ms = u64::try_from(change.silent_for.as_millis()).unwrap_or(u64::MAX);
+    let (from, to) = (change.from.name(), change.to.name());
+    if matches!(change.to, PeerState::Dead | PeerState::Suspect) {
+        tracing::warn!(
+            peer = %change.url,
+            node = %change.node,
+            from,
+            to,
+            silent_ms,
+            "cluster member state changed"
+        );
+    } else {
+        tracing::info!(
+            peer = %change.url,
+            node = %change.node,
+            from,
+            to,
+            silent_ms,
+            "cluster member state changed"
+        );
     }
 }
 

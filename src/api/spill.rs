@@ -62,7 +62,12 @@ pub async fn forward(
     let mut request = tonic::Request::new(req);
     request.set_timeout(deadline.saturating_duration_since(Instant::now()));
     node.record_spill();
-    tracing::debug!(peer = %target.node, region = %target.region, reason = local.message(), "spilling request");
+    tracing::debug!(
+        peer = %target.node,
+        region = %target.region,
+        reason = local.message(),
+        "spilling request"
+    );
     match GrpcInferenceServiceClient::new(target.channel)
         .model_infer(request)
         .await

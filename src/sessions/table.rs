@@ -189,8 +189,9 @@ impl SessionTable {
     }
 
     /// A session that moved to another node and back finds this node's copy stale: the request
-    /// is ahead of it, or names an owner epoch newer than ours. Before calling that a gap, look at the store, where the other node
-    /// wrote its newer steps, and take its snapshot if it is newer.
+    /// is ahead of it, or names an owner epoch newer than ours. Before calling that a gap, take
+    /// the session over again in the store, where the other node wrote its newer steps, and
+    /// take its snapshot if it is newer.
     ///
     /// If the store cannot be asked, the step fails with the store error (retryable, so the
     /// client tries another node): answering "gap, resend from my seq" instead could ask the
@@ -222,7 +223,11 @@ impl SessionTable {
             }
             Ok(_) => {}
             Err(source) => {
-                tracing::debug!(session = %req.session_id, error = %source, "store lookup for a stale session failed");
+                tracing::debug!(
+                    session = %req.session_id,
+                    error = %source,
+                    "store lookup for a stale session failed"
+                );
                 return Err(SessionError::Store {
                     session: req.session_id.clone(),
                     source,
