@@ -4,6 +4,7 @@
 pub mod chaos;
 pub mod ctl;
 pub mod logging;
+pub mod models;
 pub mod serve;
 pub mod up;
 
@@ -31,6 +32,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Run chaos scenarios (fault injection under load) and write their reports.
     Chaos(chaos::ChaosArgs),
+    /// List, show and verify the versions in a model repository.
+    Models(models::ModelsArgs),
 }
 
 /// Runs the parsed command line.
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init_stderr("info");
             runtime(true)?.block_on(up::run(args))
         }
+        Command::Models(args) => models::run(args),
         Command::Chaos(args) => {
             logging::init_stderr("warn");
             if runtime(true)?.block_on(chaos::run(args))? {
