@@ -271,16 +271,19 @@ impl FudoClient {
             let Some(idx) = inner.next_endpoint(&call, sticky.take(), Some(placement))? else {
                 return Err(inner.give_up(call));
             };
-            inner
-                .lock_sessions()
-                .entry(session_id.to_owned())
-                .or_insert_with(|| SessionEntry {
-                    endpoint: idx,
-                    replay: ReplayBuffer::default(),
-                    max_epoch: 0,
-                })
-                .endpoint = idx;
-            let stamped = inner.with_min_epoch(session_id, req.clone());
+            let max_epoch = {
+                let mut sessions = inner.lock_sessions();
+                let entry = sessions
+                    .entry(session_id.to_owned())
+                    .or_insert_with(|| SessionEntry {
+                        endpoint: idx,
+                        replay: ReplayBuffer::default(),
+                        max_epoch: 0,
+                    });
+                entry.endpoint = idx;
+                entry.max_epoch
+            };
+            let stamped = session_replay::with_min_epoch(req.clone(), max_epoch);
             match inner.attempt(idx, stamped, &mut call).await {
                 Ok(resp) => {
                     if let Some(seq) = seq {
@@ -408,9 +411,13 @@ impl Inner {
             url = %self.endpoints[idx].endpoint.url,
             "node is behind the session; resending buffered steps"
         );
+        let max_epoch = self
+            .lock_sessions()
+            .get(session_id)
+            .map_or(0, |e| e.max_epoch);
         for step in missing {
             let seq = session_replay::request_seq(&step);
-            let stamped = self.with_min_epoch(session_id, step.clone());
+            let stamped = session_replay::with_min_epoch(step.clone(), max_epoch);
             let resp = self
                 .attempt_on(idx, stamped, self.attempt_budget(call))
                 .await?;
@@ -420,21 +427,6 @@ impl Inner {
             }
         }
         Ok(())
-    }
-
-    /// `req` with the session's newest owner epoch seen (`fudo_min_epoch`), if any.
-    fn with_min_epoch(&self, session_id: &str, mut req: ModelInferRequest) -> ModelInferRequest {
-        let epoch = self
-            .lock_sessions()
-            .get(session_id)
-            .map_or(0, |e| e.max_epoch);
-        if epoch > 0 {
-            req.parameters.insert(
-                crate::api::sequence::MIN_EPOCH.into(),
-                crate::api::sequence::int_param(epoch),
-            );
-        }
-        req
     }
 
     /// The endpoint for the next attempt, or `None` when attempts or time are used up.

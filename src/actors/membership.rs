@@ -68,6 +68,14 @@ pub enum PeerState {
 }
 
 impl PeerState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [PeerState; 4] = [
+        PeerState::Joining,
+        PeerState::Alive,
+        PeerState::Suspect,
+        PeerState::Dead,
+    ];
+
     /// Lower-case name, as `fudo ctl cluster` shows it.
     pub fn name(self) -> &'static str {
         match self {

@@ -28,7 +28,7 @@ use tokio::{sync::Mutex, task::JoinHandle};
 use super::{
     ModelHost,
     link_auth::{LinkAuth, SharedToken},
-    membership::{Membership, MembershipConfig},
+    membership::{Membership, MembershipConfig, PeerState},
     region_link::{LinkContext, RegionLink},
 };
 use crate::{
@@ -84,7 +84,6 @@ pub struct NodeHandle {
     pub membership: Arc<Membership>,
     /// The check incoming region links must pass.
     pub link_auth: Arc<dyn LinkAuth>,
-    spilled: AtomicU64,
     root: ActorRef<SupervisorMsg>,
     root_task: Mutex<Option<JoinHandle<()>>>,
     draining: AtomicBool,
@@ -209,7 +208,6 @@ impl Node {
             identity,
             membership,
             link_auth,
-            spilled: AtomicU64::new(0),
             root,
             root_task: Mutex::new(Some(root_task)),
             draining: AtomicBool::new(false),
@@ -341,13 +339,12 @@ impl NodeHandle {
 
     /// Counts a request spilled to a peer.
     pub fn record_spill(&self) {
-        self.spilled.fetch_add(1, Ordering::Relaxed);
         self.metrics.spilled.inc();
     }
 
     /// Requests spilled to peers since start.
     pub fn spilled(&self) -> u64 {
-        self.spilled.load(Ordering::Relaxed)
+        self.metrics.spilled.get()
     }
 
     /// Stops taking new requests; queued and in-flight ones finish. Returns rows still queued.
@@ -405,7 +402,7 @@ impl NodeHandle {
             .set(i64::try_from(health.fenced_total).unwrap_or(i64::MAX));
         self.metrics.serving.set(i64::from(self.is_ready()));
         let members = self.membership.members(tokio::time::Instant::now());
-        for state in ["joining", "alive", "suspect", "dead"] {
+        for state in PeerState::ALL.map(PeerState::name) {
             let n = members.iter().filter(|m| m.state == state).count();
             self.metrics
                 .cluster_members

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, task::JoinSet};
 
-use super::history::{Op, OpKind, offset_us};
+use super::{
+    history::{Op, OpKind, offset_us},
+    report::FaultReport,
+    scenario::Fault,
+};
 use crate::api::proto::fudo::v1::{MembersRequest, cluster_client::ClusterClient};
 
 /// The state recorded (with an empty peer) when an observer stops answering.
@@ -100,6 +104,30 @@ pub async fn watch_members(
     }
     all.sort_by_key(|s| s.t_us);
     all
+}
+
+/// Fills in the detection and session-move times of every fault that lost nodes: `lost[i]` is
+/// what fault `i` (sorted order, as `reports`) took away, `members` what every node saw.
+pub fn annotate(
+    faults: &[Fault],
+    reports: &mut [FaultReport],
+    lost: &[Vec<String>],
+    members: &[MemberSample],
+    ops: &[Op],
+) {
+    for ((f, report), lost) in faults.iter().zip(reports.iter_mut()).zip(lost) {
+        if lost.is_empty() {
+            continue;
+        }
+        let at_us = i64::try_from(f.at.as_micros()).unwrap_or(i64::MAX);
+        (report.detected_s, report.detected_all_s) = detection_s(members, lost, at_us);
+        if f.kind.loses_nodes_to_clients() {
+            report.lost_to_clients = true;
+            (report.sessions_on_lost_nodes, report.sessions_moved_s) =
+                sessions_moved(ops, lost, at_us);
+        }
+        report.lost_nodes.clone_from(lost);
+    }
 }
 
 /// Detection of the loss of `lost` at `at_us`: seconds until the first surviving observer, and

@@ -21,7 +21,7 @@ use crate::{
         MembersRequest, PanicActorRequest, SlowShardRequest, admin_client::AdminClient,
         cluster_client::ClusterClient,
     },
-    cluster::{Cluster, ClusterError},
+    cluster::{Cluster, ClusterError, ClusterNode},
 };
 
 /// Why a fault could not be injected or healed.
@@ -131,15 +131,17 @@ impl<'a> Injector<'a> {
             .ok_or_else(|| FaultError::NoProxy(node.to_owned()))
     }
 
-    /// The AZs named by an AZ or region name.
-    fn zones(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .cluster
+    /// The nodes in an AZ or region.
+    fn nodes_in<'n>(&'n self, zone: &'n str) -> impl Iterator<Item = &'n ClusterNode> + 'n {
+        self.cluster
             .nodes()
             .iter()
-            .filter(|n| n.place.az == name || n.place.region == name)
-            .map(|n| n.place.az.clone())
-            .collect();
+            .filter(move |n| n.place.az == zone || n.place.region == zone)
+    }
+
+    /// The AZs named by an AZ or region name.
+    fn zones(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.nodes_in(name).map(|n| n.place.az.clone()).collect();
         out.dedup();
         out
     }
@@ -230,12 +232,7 @@ impl<'a> Injector<'a> {
             }
             FaultKind::RegionKill { region } => {
                 let mut killed = Vec::new();
-                for n in self
-                    .cluster
-                    .nodes()
-                    .iter()
-                    .filter(|n| &n.place.region == region)
-                {
+                for n in self.nodes_in(region) {
                     n.process.hold_restarts(true);
                     let pid = n.process.signal(Signal::SIGKILL)?;
                     killed.push(format!("{} (pid {pid})", n.place.name));
@@ -330,12 +327,7 @@ impl<'a> Injector<'a> {
                 Ok(format!("SIGCONT pid {pid}"))
             }
             FaultKind::RegionKill { region } => {
-                for n in self
-                    .cluster
-                    .nodes()
-                    .iter()
-                    .filter(|n| &n.place.region == region)
-                {
+                for n in self.nodes_in(region) {
                     n.process.hold_restarts(false);
                 }
                 Ok(format!("{region} released: its nodes restart"))
@@ -380,31 +372,26 @@ impl<'a> Injector<'a> {
         {
             return t.clone();
         }
-        let nodes = self.cluster.nodes().iter();
-        match &fault.kind {
+        let zones: Vec<&str> = match &fault.kind {
             FaultKind::NodeKill { node, .. } | FaultKind::NodeFreeze { node } => {
-                vec![node.clone()]
+                return vec![node.clone()];
             }
-            FaultKind::RegionKill { region } => nodes
-                .filter(|n| &n.place.region == region)
-                .map(|n| n.place.name.clone())
-                .collect(),
+            FaultKind::RegionKill { region } => vec![region.as_str()],
             FaultKind::Partition {
                 isolate: Some(zone),
                 ..
-            } => nodes
-                .filter(|n| &n.place.region == zone || &n.place.az == zone)
-                .map(|n| n.place.name.clone())
-                .collect(),
+            } => vec![zone.as_str()],
             FaultKind::Partition {
                 between: Some([_, far]),
                 ..
-            } => nodes
-                .filter(|n| far.contains(&n.place.region) || far.contains(&n.place.az))
-                .map(|n| n.place.name.clone())
-                .collect(),
+            } => far.iter().map(String::as_str).collect(),
             _ => Vec::new(),
-        }
+        };
+        zones
+            .into_iter()
+            .flat_map(|z| self.nodes_in(z))
+            .map(|n| n.place.name.clone())
+            .collect()
     }
 
     /// Lets `node` restart again after `down` (a background part of fault `index`).

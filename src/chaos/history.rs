@@ -130,15 +130,15 @@ impl History {
     }
 }
 
-/// Writes `ops` as JSON lines to `path`.
+/// Writes `records` (the history's ops, or any other record) as JSON lines to `path`.
 ///
 /// # Errors
 ///
 /// I/O errors.
-pub fn write_jsonl(path: &Path, ops: &[Op]) -> std::io::Result<()> {
+pub fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> std::io::Result<()> {
     let mut out = BufWriter::new(std::fs::File::create(path)?);
-    for op in ops {
-        serde_json::to_writer(&mut out, op)?;
+    for record in records {
+        serde_json::to_writer(&mut out, record)?;
         out.write_all(b"\n")?;
     }
     out.flush()

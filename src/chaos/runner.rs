@@ -158,33 +158,15 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     }
     fault_log.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
     let mut analysis = analysis::analyse(&scenario, &ops, &injected);
-    for (i, (f, report)) in scenario
-        .faults
-        .iter()
-        .zip(analysis.faults.iter_mut())
-        .enumerate()
-    {
-        let lost = seen.lost.get(i).cloned().unwrap_or_default();
-        if lost.is_empty() {
-            continue;
-        }
-        let at_us = i64::try_from(f.at.as_micros()).unwrap_or(i64::MAX);
-        (report.detected_s, report.detected_all_s) =
-            failover::detection_s(&seen.members, &lost, at_us);
-        if f.kind.loses_nodes_to_clients() {
-            report.lost_to_clients = true;
-            (report.sessions_on_lost_nodes, report.sessions_moved_s) =
-                failover::sessions_moved(&ops, &lost, at_us);
-        }
-        report.lost_nodes = lost;
-    }
+    failover::annotate(
+        &scenario.faults,
+        &mut analysis.faults,
+        &seen.lost,
+        &seen.members,
+        &ops,
+    );
     let members_path = opts.out.join("members.jsonl");
-    let mut lines = String::new();
-    for s in &seen.members {
-        lines.push_str(&serde_json::to_string(s).unwrap_or_default());
-        lines.push('\n');
-    }
-    std::fs::write(&members_path, lines).map_err(io(&members_path))?;
+    history::write_jsonl(&members_path, &seen.members).map_err(io(&members_path))?;
     let sessions = reference::check_sessions(&ops, recurrent.policy.as_ref(), scenario.load.seed)
         .map_err(|e| RunError::Model(e.to_string()))?;
     let hypotheses = analysis::check(&scenario, &analysis, &sessions);

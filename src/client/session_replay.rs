@@ -90,6 +90,19 @@ pub fn response_watermark(resp: &ModelInferResponse) -> u64 {
     int_param(&resp.parameters, crate::api::sequence::DURABLE_WATERMARK).unwrap_or(0)
 }
 
+/// `req` with `fudo_min_epoch` set to `epoch`, the newest owner epoch seen for its session
+/// (unchanged when none was seen).
+#[must_use]
+pub fn with_min_epoch(mut req: ModelInferRequest, epoch: u64) -> ModelInferRequest {
+    if epoch > 0 {
+        req.parameters.insert(
+            crate::api::sequence::MIN_EPOCH.into(),
+            crate::api::sequence::int_param(epoch),
+        );
+    }
+    req
+}
+
 /// The response's `owner_epoch` (0 when absent: the node has no leases).
 #[must_use]
 pub fn response_owner_epoch(resp: &ModelInferResponse) -> u64 {

@@ -309,10 +309,7 @@ impl RedisStore {
 
     /// The owner epoch this node took when it loaded `session_id` (0: not loaded here).
     pub fn owner_epoch(&self, session_id: &str) -> u64 {
-        lock(&self.shared().epochs)
-            .get(session_id)
-            .copied()
-            .unwrap_or(0)
+        self.shared().epoch_of(session_id)
     }
 
     /// Highest acknowledged seq of `session_id`.
@@ -378,9 +375,14 @@ impl Shared {
         format!("{}{}:ver", self.opts.key_prefix, session_id)
     }
 
+    /// The owner epoch this store holds for `session_id` (0: none), which its writes carry.
+    fn epoch_of(&self, session_id: &str) -> u64 {
+        lock(&self.epochs).get(session_id).copied().unwrap_or(0)
+    }
+
     fn enqueue(&self, session_id: &str, seq: u64, bytes: Option<Arc<[u8]>>) {
         {
-            let epoch = lock(&self.epochs).get(session_id).copied().unwrap_or(0);
+            let epoch = self.epoch_of(session_id);
             let mut p = lock(&self.pending);
             p.next_version += 1;
             let op = PendingOp {
