@@ -5,6 +5,7 @@
 //! [`region_link`] per peer keeps a heartbeat stream (authenticated by [`link_auth`]) and
 //! feeds the [`membership`] view, judged by the [`phi_accrual`] failure detector.
 
+pub mod deployer;
 pub mod infer_error;
 pub mod job;
 pub mod link_auth;
@@ -14,13 +15,16 @@ pub mod node;
 pub mod phi_accrual;
 pub mod region_link;
 pub mod router;
+pub mod served_model;
 pub mod shard;
 pub mod shard_slot;
 pub mod shard_worker;
+pub mod version_stats;
 pub mod work_queue;
 
 pub use infer_error::InferError;
 pub use job::{Job, JobOutput};
 pub use model_host::ModelHost;
 pub use node::{Node, NodeHandle};
+pub use served_model::ServedModel;
 pub use work_queue::WorkQueue;

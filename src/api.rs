@@ -8,6 +8,7 @@ pub mod cluster;
 #[cfg(test)]
 pub mod fake_inference;
 pub mod inference;
+pub mod mirror;
 pub mod proto;
 pub mod sequence;
 pub mod server;

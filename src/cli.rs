@@ -3,6 +3,7 @@
 
 pub mod chaos;
 pub mod ctl;
+pub mod deploy;
 pub mod logging;
 pub mod models;
 pub mod serve;
@@ -34,6 +35,8 @@ pub enum Command {
     Chaos(chaos::ChaosArgs),
     /// List, show and verify the versions in a model repository.
     Models(models::ModelsArgs),
+    /// Deploy a model version across the cluster (blue-green, canary, rolling or shadow).
+    Deploy(deploy::DeployArgs),
 }
 
 /// Runs the parsed command line.
@@ -52,6 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime(true)?.block_on(up::run(args))
         }
         Command::Models(args) => models::run(args),
+        Command::Deploy(args) => {
+            logging::init_stderr("warn");
+            runtime(false)?.block_on(deploy::run(args))
+        }
         Command::Chaos(args) => {
             logging::init_stderr("warn");
             if runtime(true)?.block_on(chaos::run(args))? {

@@ -8,6 +8,7 @@
 //! - [`supervision`]: OTP-style supervisors on top of ractor's link events.
 //! - [`model`]: the policy architectures (candle), the loader and manifest verification.
 //! - [`actors`]: the node, the per-model router and the inference shards.
+//! - [`deploy`]: model deploys (blue-green, canary, rolling, shadow) with gates and rollback.
 //! - [`sessions`]: recurrent session state, idempotent steps and durable storage.
 //! - [`api`]: the gRPC services (inference, admin, health) and status mapping.
 //! - [`cli`]: the `fudo` command line (serve, ctl, bench, up, chaos).
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod deploy;
 pub mod metrics;
 pub mod model;
 pub mod sessions;

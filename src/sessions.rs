@@ -69,8 +69,12 @@ impl Default for SessionConfig {
 pub struct StepRequest {
     /// Model name; a session is pinned to the model and version it started on.
     pub model: String,
-    /// Model version the request expects to run on.
+    /// Model version the request names ("": whichever version the session is pinned to). A
+    /// step of a session pinned to another version fails with a version mismatch.
     pub model_version: String,
+    /// The version a session that starts with this step is pinned to when the request names
+    /// none (the routing rule's choice, e.g. a canary); "": `model_version`.
+    pub new_version: String,
     /// Client-chosen session id (the key of the session table and of the durable store).
     pub session_id: String,
     /// Sequence number of this step; `None` means "the next one" (`last + 1`, or 1 for a new
@@ -86,6 +90,17 @@ pub struct StepRequest {
     /// the session under an older epoch is not its owner any more: it takes the session over
     /// again from the store before it answers, or fails the step (retryable) if it cannot.
     pub min_epoch: u64,
+}
+
+impl StepRequest {
+    /// The version a session starting with this step is pinned to.
+    pub fn pinned_version_of_new_session(&self) -> &str {
+        if self.new_version.is_empty() {
+            &self.model_version
+        } else {
+            &self.new_version
+        }
+    }
 }
 
 /// What a policy step produced for the client.
@@ -106,6 +121,19 @@ pub struct StepComputed {
     pub output: StepOutput,
     /// `state[t]`; must have `state_dim` elements.
     pub next_state: Vec<f32>,
+    /// The model version that computed the step, when it is not the one the session is
+    /// pinned to (that version is no longer loaded): the session moves to it.
+    pub moved_to: Option<String>,
+}
+
+/// What the `infer` closure of [`SessionTable::step_with`] is given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepInput {
+    /// `state[t-1]` (zeros for a session's first step).
+    pub state: Vec<f32>,
+    /// The model version the session is pinned to: the one it started on, or for a first
+    /// step the one the request asked for.
+    pub version: String,
 }
 
 /// The result of [`SessionTable::step`].

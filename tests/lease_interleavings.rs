@@ -699,6 +699,7 @@ impl World {
         let req = StepRequest {
             model: "lstm".into(),
             model_version: "v1".into(),
+            new_version: String::new(),
             session_id: SID.into(),
             seq: Some(seq),
             start: seq == 1,

@@ -299,10 +299,11 @@ async fn admin_tree_fault_injection_and_drain() {
     assert_eq!(root.name, "node");
     let text = format!("{root:?}");
     for name in [
-        "ppo_mlp/router",
-        "ppo_mlp/shard-0",
-        "ppo_mlp/shard-1",
-        "lstm_policy/shard-0",
+        "ppo_mlp@1/router",
+        "ppo_mlp@1/shard-0",
+        "ppo_mlp@1/shard-1",
+        "lstm_policy@1/shard-0",
+        "deployer",
     ] {
         assert!(text.contains(name), "tree lacks {name}: {text}");
     }

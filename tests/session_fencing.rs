@@ -22,6 +22,7 @@ fn req(seq: u64) -> StepRequest {
     StepRequest {
         model: "lstm".into(),
         model_version: "v1".into(),
+        new_version: String::new(),
         session_id: "s".into(),
         seq: Some(seq),
         start: seq == 1,

@@ -32,6 +32,7 @@ fn policy(prev: &[f32], obs: u64) -> StepComputed {
             action: prev[0] as i64,
         },
         next_state: next,
+        moved_to: None,
     }
 }
 
@@ -179,6 +180,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let req = StepRequest {
             model: "lstm".into(),
             model_version: version.into(),
+            new_version: String::new(),
             session_id: SESSIONS[session].into(),
             seq: delta.map(|d| last.saturating_add_signed(d)),
             start,

@@ -26,6 +26,7 @@ fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
     StepRequest {
         model: "lstm".into(),
         model_version: "v3".into(),
+        new_version: String::new(),
         session_id: session.into(),
         seq,
         start,

@@ -2,15 +2,17 @@
 //! the supervision subtree that runs them:
 //!
 //! ```text
-//! <model> (rest_for_one)
-//! ├── <model>/router
-//! └── <model>/shards (one_for_one)
-//!     ├── <model>/shard-0
-//!     └── <model>/shard-N
+//! <model>@<version> (rest_for_one)
+//! ├── <model>@<version>/router
+//! └── <model>@<version>/shards (one_for_one)
+//!     ├── <model>@<version>/shard-0
+//!     └── <model>@<version>/shard-N
 //! ```
 //!
 //! `rest_for_one` because shards depend on the router: if the router is restarted the shards
-//! are restarted after it, while a shard failure touches only that shard.
+//! are restarted after it, while a shard failure touches only that shard. Each loaded version
+//! of a model is one such subtree with its own queue, so a deploy can run a new version beside
+//! the serving one and retire either without touching the other.
 
 use std::{
     sync::Arc,
@@ -22,6 +24,7 @@ use super::{
     router::Router,
     shard::{Shard, ShardArgs},
     shard_slot::ShardSlot,
+    version_stats::VersionStats,
     work_queue::QueueLimits,
 };
 use crate::{
@@ -40,6 +43,10 @@ pub struct ModelHost {
     pub name: String,
     /// Loaded version.
     pub version: String,
+    /// `<model>@<version>`: the prefix of this version's actor names.
+    pub prefix: String,
+    /// What this version did with live traffic, for the deploy gates.
+    pub stats: Arc<VersionStats>,
     /// The loaded model (config, manifest, policy).
     pub model: LoadedModel,
     /// The router's queue.
@@ -64,6 +71,7 @@ impl ModelHost {
     /// Prepares a model for serving (nothing runs until its subtree is started).
     pub fn new(model: LoadedModel, config: &ModelsConfig, metrics: Arc<Metrics>) -> Self {
         let name = model.name.clone();
+        let prefix = format!("{name}@{}", model.version);
         let limits = QueueLimits {
             max_batch: config.max_batch,
             max_wait: config.max_wait(),
@@ -76,10 +84,12 @@ impl ModelHost {
             limits,
         ));
         let slots = (0..config.shards)
-            .map(|i| Arc::new(ShardSlot::new(format!("{name}/shard-{i}"))))
+            .map(|i| Arc::new(ShardSlot::new(format!("{prefix}/shard-{i}"))))
             .collect();
         Self {
             version: model.version.clone(),
+            prefix,
+            stats: Arc::default(),
             name,
             model,
             queue,
@@ -100,7 +110,7 @@ impl ModelHost {
 
     /// Name of this model's router actor.
     pub fn router_name(&self) -> String {
-        format!("{}/router", self.name)
+        format!("{}/router", self.prefix)
     }
 
     /// Runs `rows` observation rows (with their recurrent state, if any) through the model.
@@ -154,7 +164,7 @@ impl ModelHost {
             RestartType::Permanent,
         );
         SupervisorSpec {
-            name: self.name.clone(),
+            name: self.prefix.clone(),
             strategy: Strategy::RestForOne,
             intensity: self.intensity,
             backoff: self.backoff,
@@ -185,7 +195,7 @@ impl ModelHost {
             })
             .collect();
         SupervisorSpec {
-            name: format!("{}/shards", self.name),
+            name: format!("{}/shards", self.prefix),
             strategy: Strategy::OneForOne,
             intensity: self.intensity,
             backoff: self.backoff,

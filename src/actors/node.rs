@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! node (one_for_one)
-//! ├── <model> (rest_for_one) × models: router, shards (one_for_one): shard × N
-//! └── cluster (one_for_one): region link × peers        (when `cluster.peers` is set)
+//! ├── <model>@<version> (rest_for_one) × loaded versions: router, shards (one_for_one)
+//! ├── cluster (one_for_one): region link × peers        (when `cluster.peers` is set)
+//! └── deployer                                           (runs model deploys)
 //! ```
 //!
 //! Loading weights happens once, before any actor starts; the session table and the metrics
@@ -26,7 +27,7 @@ use thiserror::Error;
 use tokio::{sync::Mutex, task::JoinHandle};
 
 use super::{
-    ModelHost,
+    ModelHost, ServedModel,
     link_auth::{LinkAuth, SharedToken},
     membership::{Membership, MembershipConfig, PeerState},
     region_link::{LinkContext, RegionLink},
@@ -70,8 +71,8 @@ pub struct Node;
 pub struct NodeHandle {
     /// The configuration it runs with.
     pub config: Config,
-    /// Served models by name.
-    pub models: BTreeMap<String, Arc<ModelHost>>,
+    /// Served models by name, each with its loaded versions and routing rule.
+    pub models: BTreeMap<String, Arc<ServedModel>>,
     /// Recurrent session state.
     pub sessions: SessionTable,
     /// Where supervised actors are published.
@@ -84,6 +85,8 @@ pub struct NodeHandle {
     pub membership: Arc<Membership>,
     /// The check incoming region links must pass.
     pub link_auth: Arc<dyn LinkAuth>,
+    /// The deploy history of this node.
+    pub deploys: Arc<crate::deploy::board::DeployBoard>,
     root: ActorRef<SupervisorMsg>,
     root_task: Mutex<Option<JoinHandle<()>>>,
     draining: AtomicBool,
@@ -105,7 +108,7 @@ impl Node {
         let metrics = Arc::new(Metrics::new());
         let device = model::select_device(&config.models.device)?;
         let loaded = match &config.models.repository {
-            Some(root) => model::ModelRepository::open(root)?.load_latest(&device)?,
+            Some(root) => model::ModelRepository::open(root)?.load_released(&device)?,
             None => model::bundled_models(&device)?,
         };
         if loaded.is_empty() {
@@ -117,13 +120,16 @@ impl Node {
                 .unwrap_or_else(|| "the bundled models".to_owned());
             return Err(NodeError::NoModels(root));
         }
-        let models: BTreeMap<String, Arc<ModelHost>> = loaded
+        let hosts: Vec<Arc<ModelHost>> = loaded
             .into_iter()
             .map(|m| {
                 tracing::info!(model = %m.name, version = %m.version, "model loaded and verified");
-                let host = Arc::new(ModelHost::new(m, &config.models, metrics.clone()));
-                (host.name.clone(), host)
+                Arc::new(ModelHost::new(m, &config.models, metrics.clone()))
             })
+            .collect();
+        let models: BTreeMap<String, Arc<ServedModel>> = hosts
+            .iter()
+            .map(|host| (host.name.clone(), Arc::new(ServedModel::new(host.clone()))))
             .collect();
         let store = match config.sessions.backend {
             SessionBackend::Memory => SessionStore::memory(),
@@ -161,8 +167,8 @@ impl Node {
         // The links report the node's load, but the node handle exists only once the tree
         // has started: they read it through this slot (an empty load until then).
         let handle_slot: Arc<OnceLock<Weak<NodeHandle>>> = Arc::default();
-        let mut children: Vec<ChildSpec> = models
-            .values()
+        let mut children: Vec<ChildSpec> = hosts
+            .iter()
             .map(|m| m.child_spec(directory.clone()))
             .collect();
         if !cluster.peers.is_empty() {
@@ -185,6 +191,16 @@ impl Node {
             };
             children.push(cluster_spec(&cluster.peers, ctx, directory.clone()));
         }
+        children.push(
+            ChildSpec::new(
+                crate::deploy::DEPLOYER,
+                "deployer",
+                RestartType::Permanent,
+                spawn_linked_fn(|_| (super::deployer::Deployer, ())),
+            )
+            .with_name(crate::deploy::DEPLOYER),
+        );
+        let config_node_name = config.server.node_name.clone();
         let spec = SupervisorSpec {
             name: "node".to_owned(),
             strategy: Strategy::OneForOne,
@@ -208,6 +224,9 @@ impl Node {
             identity,
             membership,
             link_auth,
+            deploys: Arc::new(crate::deploy::board::DeployBoard::new(
+                config_node_name.clone(),
+            )),
             root,
             root_task: Mutex::new(Some(root_task)),
             draining: AtomicBool::new(false),
@@ -253,11 +272,52 @@ fn cluster_spec(peers: &[String], ctx: LinkContext, directory: Directory) -> Chi
 }
 
 impl NodeHandle {
-    /// The model `name`, if served (and `version` matches when given).
-    pub fn model(&self, name: &str, version: &str) -> Option<&Arc<ModelHost>> {
-        self.models
-            .get(name)
-            .filter(|m| version.is_empty() || m.version == version)
+    /// The model `name`, if served.
+    pub fn model(&self, name: &str) -> Option<&Arc<ServedModel>> {
+        self.models.get(name)
+    }
+
+    /// Every loaded version of every model.
+    pub fn hosts(&self) -> impl Iterator<Item = Arc<ModelHost>> + '_ {
+        self.models.values().flat_map(|m| m.hosts())
+    }
+
+    /// Starts a loaded version's supervision subtree under the node's root supervisor.
+    pub async fn start_version(&self, host: &Arc<ModelHost>) -> Result<(), NodeError> {
+        let spec = host.child_spec(self.directory.clone());
+        match self
+            .root
+            .call(
+                |reply| SupervisorMsg::StartChild(spec, reply),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Ok(_))) => Ok(()),
+            Ok(CallResult::Success(Err(e))) => Err(NodeError::Spawn(e.to_string())),
+            Ok(CallResult::Timeout) => Err(NodeError::Tree("starting a version timed out".into())),
+            Ok(CallResult::SenderError) => Err(NodeError::Tree("root supervisor is gone".into())),
+            Err(e) => Err(NodeError::Tree(e.to_string())),
+        }
+    }
+
+    /// Stops a version's subtree (its queue drains first) and removes it from the tree.
+    pub async fn stop_version(&self, host: &Arc<ModelHost>) -> Result<(), NodeError> {
+        host.queue.drain();
+        match self
+            .root
+            .call(
+                |reply| SupervisorMsg::TerminateChild(host.prefix.clone(), reply),
+                Some(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(Ok(()))) => Ok(()),
+            Ok(CallResult::Success(Err(e))) => Err(NodeError::Spawn(e.to_string())),
+            Ok(CallResult::Timeout) => Err(NodeError::Tree("stopping a version timed out".into())),
+            Ok(CallResult::SenderError) => Err(NodeError::Tree("root supervisor is gone".into())),
+            Err(e) => Err(NodeError::Tree(e.to_string())),
+        }
     }
 
     /// Names of the served models.
@@ -294,7 +354,7 @@ impl NodeHandle {
         if let Some((name, _)) = self
             .models
             .iter()
-            .find(|(_, m)| m.queue.live_workers() == 0)
+            .find(|(_, m)| m.live().queue.live_workers() == 0)
         {
             return Some(format!("no live shard for {name}"));
         }
@@ -319,7 +379,8 @@ impl NodeHandle {
             models: self
                 .models
                 .values()
-                .map(|m| {
+                .map(|served| {
+                    let m = served.live();
                     let depth = m.queue.depth() as u64;
                     ModelLoad {
                         name: m.name.clone(),
@@ -351,8 +412,7 @@ impl NodeHandle {
     pub fn drain(&self) -> usize {
         self.draining.store(true, Ordering::SeqCst);
         self.metrics.draining.set(1);
-        self.models
-            .values()
+        self.hosts()
             .map(|m| {
                 m.queue.drain();
                 m.queue.depth() + m.queue.in_flight()
@@ -376,18 +436,24 @@ impl NodeHandle {
 
     /// Refreshes the gauges that are read rather than counted.
     pub fn refresh_gauges(&self) {
-        for (name, m) in &self.models {
+        for (name, served) in &self.models {
             let label = crate::metrics::ModelLabel {
                 model: name.clone(),
             };
+            let hosts = served.hosts();
+            let depth: usize = hosts.iter().map(|m| m.queue.depth()).sum();
+            let redispatched: u64 = hosts
+                .iter()
+                .map(|m| m.queue.stats().redispatched.load(Ordering::Relaxed))
+                .sum();
             self.metrics
                 .queue_depth
                 .get_or_create(&label)
-                .set(m.queue.depth() as i64);
+                .set(depth as i64);
             self.metrics
                 .redispatched
                 .get_or_create(&label)
-                .set(m.queue.stats().redispatched.load(Ordering::Relaxed) as i64);
+                .set(redispatched as i64);
         }
         self.metrics.sessions.set(self.sessions.len() as i64);
         let health = self.sessions.store_health();

@@ -23,6 +23,8 @@ pub struct ShardSlot {
     pub delay_ms: AtomicU64,
     /// Panic inside the next forward pass (chaos).
     pub panic_next_forward: AtomicBool,
+    /// Rows still answered normally before answers turn NaN (chaos); `u64::MAX`: never.
+    pub nan_after: AtomicU64,
     failed_at: Mutex<Option<Instant>>,
     /// Generations started so far.
     pub generation: AtomicU64,
@@ -36,10 +38,25 @@ impl ShardSlot {
             name: name.into(),
             delay_ms: AtomicU64::new(0),
             panic_next_forward: AtomicBool::new(false),
+            nan_after: AtomicU64::new(u64::MAX),
             failed_at: Mutex::new(None),
             generation: AtomicU64::new(0),
             idle_thread: Mutex::new(None),
         }
+    }
+
+    /// Counts `rows` answered; true when the slot is poisoned (chaos) and they must be NaN.
+    pub fn poisoned(&self, rows: usize) -> bool {
+        let left = self.nan_after.load(Ordering::Relaxed);
+        if left == u64::MAX {
+            return false;
+        }
+        let rows = rows as u64;
+        if left >= rows {
+            self.nan_after.fetch_sub(rows, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Takes the handoff of this slot's idle worker thread, if one is waiting; the caller must

@@ -8,13 +8,32 @@ use ractor::ActorRef;
 use tonic::{Request, Response, Status};
 
 use super::proto::fudo::v1::{
-    ActorNode, DrainRequest, DrainResponse, PanicActorRequest, PanicActorResponse,
-    SlowShardRequest, SlowShardResponse, TreeRequest, TreeResponse, admin_server::Admin,
+    ActorNode, DeployRequest, DeployResponse, DeploysRequest, DeploysResponse, DrainRequest,
+    DrainResponse, PanicActorRequest, PanicActorResponse, PoisonVersionRequest,
+    PoisonVersionResponse, RollbackRequest, RollbackResponse, SlowShardRequest, SlowShardResponse,
+    TreeRequest, TreeResponse, VersionServing, admin_server::Admin,
 };
 use crate::{
     actors::{NodeHandle, router::RouterMsg, shard::ShardMsg},
+    deploy::{self, DeployError, Started},
     supervision::TreeNode,
 };
+
+/// The gRPC status of a deploy refusal.
+fn deploy_status(e: DeployError) -> Status {
+    let message = e.to_string();
+    match e {
+        DeployError::BadRequest(_) => Status::invalid_argument(message),
+        DeployError::NotServed(_) | DeployError::NotInRepository { .. } => {
+            Status::not_found(message)
+        }
+        DeployError::NoRepository
+        | DeployError::Refused { .. }
+        | DeployError::NothingToRollBack(_) => Status::failed_precondition(message),
+        DeployError::Busy { .. } | DeployError::Loaded { .. } => Status::aborted(message),
+        DeployError::Unavailable(_) => Status::unavailable(message),
+    }
+}
 
 /// The admin service of a node.
 #[derive(Debug, Clone)]
@@ -52,12 +71,23 @@ impl AdminService {
         }
     }
 
-    fn slot(&self, name: &str) -> Option<&Arc<crate::actors::shard_slot::ShardSlot>> {
+    fn slot(&self, name: &str) -> Option<Arc<crate::actors::shard_slot::ShardSlot>> {
         self.node
-            .models
-            .values()
-            .flat_map(|m| m.slots.iter())
+            .hosts()
+            .flat_map(|m| m.slots.clone())
             .find(|s| s.name == name)
+    }
+
+    /// Actor names may leave the version out: `ppo_mlp/shard-0` means the shard of the live
+    /// version, `ppo_mlp@<live>/shard-0`.
+    fn resolve(&self, name: &str) -> String {
+        match name.split_once('/') {
+            Some((model, rest)) if !model.contains('@') => match self.node.model(model) {
+                Some(served) => format!("{}/{rest}", served.live().prefix),
+                None => name.to_owned(),
+            },
+            _ => name.to_owned(),
+        }
     }
 }
 
@@ -104,7 +134,8 @@ impl Admin for AdminService {
         req: Request<PanicActorRequest>,
     ) -> Result<Response<PanicActorResponse>, Status> {
         self.require_chaos()?;
-        let req = req.into_inner();
+        let mut req = req.into_inner();
+        req.name = self.resolve(&req.name);
         let published = self.lookup(&req.name)?;
         tracing::warn!(actor = %req.name, in_forward = req.in_forward, "fault injection: panic");
         if let Some(slot) = self.slot(&req.name) {
@@ -116,12 +147,7 @@ impl Admin for AdminService {
                     .cast(ShardMsg::Panic)
                     .map_err(|e| Status::unavailable(e.to_string()))?;
             }
-        } else if self
-            .node
-            .models
-            .values()
-            .any(|m| m.router_name() == req.name)
-        {
+        } else if self.node.hosts().any(|m| m.router_name() == req.name) {
             if req.in_forward {
                 return Err(Status::invalid_argument(
                     "in_forward applies to shards only",
@@ -146,7 +172,8 @@ impl Admin for AdminService {
         req: Request<SlowShardRequest>,
     ) -> Result<Response<SlowShardResponse>, Status> {
         self.require_chaos()?;
-        let req = req.into_inner();
+        let mut req = req.into_inner();
+        req.name = self.resolve(&req.name);
         let slot = self.slot(&req.name).ok_or_else(|| {
             Status::not_found(format!("no shard `{}`; see `fudo ctl tree`", req.name))
         })?;
@@ -157,5 +184,99 @@ impl Admin for AdminService {
             .store(req.delay_ms, std::sync::atomic::Ordering::SeqCst);
         tracing::warn!(shard = %req.name, delay_ms = req.delay_ms, "fault injection: slow shard");
         Ok(Response::new(SlowShardResponse {}))
+    }
+
+    async fn poison_version(
+        &self,
+        req: Request<PoisonVersionRequest>,
+    ) -> Result<Response<PoisonVersionResponse>, Status> {
+        self.require_chaos()?;
+        let req = req.into_inner();
+        let served = self.node.model(&req.model).ok_or_else(|| {
+            Status::not_found(format!("model `{}` is not served here", req.model))
+        })?;
+        let routing = served.routing();
+        let host = routing.hosts.get(&req.version).ok_or_else(|| {
+            Status::not_found(format!(
+                "{}/{} is not loaded here; loaded: {:?}",
+                req.model,
+                req.version,
+                routing.hosts.keys().collect::<Vec<_>>()
+            ))
+        })?;
+        let per_slot = if req.nan_after == 0 {
+            u64::MAX
+        } else {
+            req.nan_after.div_ceil(host.slots.len().max(1) as u64)
+        };
+        for slot in &host.slots {
+            slot.nan_after
+                .store(per_slot, std::sync::atomic::Ordering::SeqCst);
+        }
+        tracing::warn!(model = %req.model, version = %req.version, nan_after = req.nan_after, "fault injection: version answers NaN after warm-up");
+        Ok(Response::new(PoisonVersionResponse {}))
+    }
+
+    async fn deploy(
+        &self,
+        req: Request<DeployRequest>,
+    ) -> Result<Response<DeployResponse>, Status> {
+        let req = req.into_inner();
+        match deploy::start(&self.node, &req)
+            .await
+            .map_err(deploy_status)?
+        {
+            Started::Running(id) => Ok(Response::new(DeployResponse { id })),
+            Started::AlreadyLive => Ok(Response::new(DeployResponse { id: String::new() })),
+        }
+    }
+
+    async fn rollback(
+        &self,
+        req: Request<RollbackRequest>,
+    ) -> Result<Response<RollbackResponse>, Status> {
+        let req = req.into_inner();
+        deploy::rollback(&self.node, &req.model, &req.reason)
+            .await
+            .map_err(deploy_status)?;
+        // The deploy task switches back at once, to the version it started from.
+        let rolled_back_to = self
+            .node
+            .deploys
+            .records()
+            .into_iter()
+            .rev()
+            .find(|r| r.model == req.model)
+            .map(|r| r.from_version)
+            .unwrap_or_default();
+        Ok(Response::new(RollbackResponse { rolled_back_to }))
+    }
+
+    async fn deploys(
+        &self,
+        _: Request<DeploysRequest>,
+    ) -> Result<Response<DeploysResponse>, Status> {
+        let serving = self
+            .node
+            .models
+            .values()
+            .map(|served| {
+                let r = served.routing();
+                let (canary, permille) = r.canary.clone().unwrap_or_default();
+                VersionServing {
+                    model: served.name.clone(),
+                    live: r.live.clone(),
+                    loaded: r.hosts.keys().cloned().collect(),
+                    canary,
+                    canary_pct: f64::from(permille) / 10.0,
+                    shadow: r.shadow.clone().unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(DeploysResponse {
+            node: self.node.config.server.node_name.clone(),
+            serving,
+            deploys: self.node.deploys.records(),
+        }))
     }
 }

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use super::{
+    mirror,
     proto::inference::{
         ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
         ModelReadyRequest, ModelReadyResponse, ServerLiveRequest, ServerLiveResponse,
@@ -28,9 +29,34 @@ use super::{
     tensor::{self, OutputData},
 };
 use crate::{
-    actors::{ModelHost, NodeHandle},
-    sessions::{StepComputed, StepOutput, StepRequest},
+    actors::{ModelHost, NodeHandle, ServedModel, served_model::Routing},
+    sessions::{StepComputed, StepInput, StepOutput, StepRequest},
 };
+
+/// Whether a canary's answer must not reach the client: a server-side failure, or outputs
+/// that are not finite or out of range.
+fn canary_failed(answer: &Result<crate::actors::JobOutput, Status>) -> bool {
+    use crate::actors::version_stats::OutputCheck;
+    match answer {
+        Ok(out) => OutputCheck::of(&out.logits, &out.values) != OutputCheck::Sane,
+        Err(status) => !matches!(
+            status.code(),
+            tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::OutOfRange
+        ),
+    }
+}
+
+/// Counts a failed request against the version that failed it, for the deploy gates. Errors
+/// that describe the request (bad input, unknown model) are the caller's and do not count.
+fn record_failure(host: &ModelHost, status: &Status) {
+    use tonic::Code;
+    if !matches!(
+        status.code(),
+        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange
+    ) {
+        host.stats.record_error();
+    }
+}
 
 /// The Open Inference Protocol service of a node.
 #[derive(Debug, Clone)]
@@ -44,10 +70,33 @@ impl InferenceService {
         Self { node }
     }
 
-    fn host(&self, name: &str, version: &str) -> Result<&Arc<ModelHost>, Status> {
+    fn served(&self, name: &str) -> Result<&Arc<ServedModel>, Status> {
         self.node
-            .model(name, version)
-            .ok_or_else(|| model_not_found(name, version, &self.node.model_names()))
+            .model(name)
+            .ok_or_else(|| model_not_found(name, "", &self.node.model_names()))
+    }
+
+    /// The routing rule of `name`, after checking that a named `version` is loaded.
+    fn routing(&self, name: &str, version: &str) -> Result<Arc<Routing>, Status> {
+        let routing = self.served(name)?.routing();
+        if !version.is_empty() && !routing.hosts.contains_key(version) {
+            return Err(Status::not_found(format!(
+                "model `{name}` version `{version}` is not loaded here; loaded versions: {:?} (live: {})",
+                routing.hosts.keys().collect::<Vec<_>>(),
+                routing.live
+            )));
+        }
+        Ok(routing)
+    }
+
+    /// The named version's host, or the live one.
+    fn host(&self, name: &str, version: &str) -> Result<Arc<ModelHost>, Status> {
+        let routing = self.routing(name, version)?;
+        Ok(routing
+            .hosts
+            .get(version)
+            .unwrap_or_else(|| routing.live_host())
+            .clone())
     }
 
     async fn infer(
@@ -56,7 +105,8 @@ impl InferenceService {
         request_id: String,
         deadline: Instant,
     ) -> Result<ModelInferResponse, Status> {
-        let host = self.host(&req.model_name, &req.model_version)?;
+        let routing = self.routing(&req.model_name, &req.model_version)?;
+        let live = routing.live_host().clone();
         let limit = self.node.config.server.max_message_bytes;
         let size = req.encoded_len();
         if size > limit {
@@ -70,7 +120,9 @@ impl InferenceService {
                 self.node.config.server.node_name
             )));
         }
-        let spec = host.spec().clone();
+        // Every loaded version of a model has the live version's dimensions (deploys refuse
+        // a version that does not), so the request can be checked before a version is picked.
+        let spec = live.spec().clone();
         let outputs = tensor::requested_outputs(&req)?;
         let obs = tensor::decode_observations(
             &req,
@@ -79,16 +131,21 @@ impl InferenceService {
         )?;
         let seq = sequence::parse(&req.parameters).map_err(Status::invalid_argument)?;
         let mut response = ModelInferResponse {
-            model_name: host.name.clone(),
-            model_version: host.version.clone(),
+            model_name: live.name.clone(),
+            model_version: live.version.clone(),
             id: req.id.clone(),
             ..Default::default()
         };
         match (spec.is_recurrent(), seq.id.clone()) {
             (false, None) => {
+                let draw = rand::random_range(0..1000);
+                let host = routing
+                    .for_stateless(&req.model_version, draw)
+                    .unwrap_or_else(|| live.clone());
+                response.model_version = host.version.clone();
                 let may_spill = !spill::was_spilled(&req) && !self.node.membership.is_empty();
                 let ratio = self.node.config.cluster.spill_queue_ratio;
-                let spill_first = may_spill && spill::short_of_capacity(host, ratio);
+                let spill_first = may_spill && spill::short_of_capacity(&host, ratio);
                 if spill_first && let Some(target) = spill::target(&self.node, &host.name) {
                     let why = Status::resource_exhausted(format!(
                         "node {} is short of capacity for `{}`",
@@ -101,10 +158,42 @@ impl InferenceService {
                         return Ok(spilled);
                     }
                 }
-                let local = host
-                    .infer(request_id, obs.rows, obs.values, Vec::new(), deadline)
+                let shadow = routing.shadow_host(&host.version).cloned();
+                // A canary's answer that fails or is not sane is answered by the live version
+                // instead: the gates see the canary's failure, the client does not.
+                let on_canary = host.version != live.version;
+                let kept_obs = (on_canary || shadow.is_some()).then(|| obs.values.clone());
+                let started = Instant::now();
+                let mut local = host
+                    .infer(
+                        request_id.clone(),
+                        obs.rows,
+                        obs.values,
+                        Vec::new(),
+                        deadline,
+                    )
                     .await
                     .map_err(Status::from);
+                match &local {
+                    Ok(out) => host
+                        .stats
+                        .record_ok(started.elapsed(), &out.logits, &out.values),
+                    Err(status) => record_failure(&host, status),
+                }
+                if on_canary
+                    && canary_failed(&local)
+                    && let Some(values) = kept_obs.clone()
+                {
+                    tracing::debug!(canary = %host.version, "canary answer unusable; answered by the live version");
+                    local = live
+                        .infer(request_id.clone(), obs.rows, values, Vec::new(), deadline)
+                        .await
+                        .map_err(Status::from);
+                    response.model_version = live.version.clone();
+                }
+                if let (Some(shadow), Some(obs_values), Ok(out)) = (shadow, kept_obs, &local) {
+                    mirror::stateless(shadow, request_id, obs.rows, obs_values, out, deadline);
+                }
                 let out = match local {
                     Ok(out) => out,
                     Err(status) if may_spill && !spill_first && spill::is_spillable(&status) => {
@@ -137,13 +226,13 @@ impl InferenceService {
             (false, Some(_)) => {
                 return Err(Status::invalid_argument(format!(
                     "model `{}` is stateless; do not send sequence parameters",
-                    host.name
+                    live.name
                 )));
             }
             (true, None) => {
                 return Err(Status::invalid_argument(format!(
                     "model `{}` is recurrent: each request is one step of a session; send `{}` (and `{}` on the first step, `{}` to make retries idempotent)",
-                    host.name,
+                    live.name,
                     sequence::SEQUENCE_ID,
                     sequence::SEQUENCE_START,
                     sequence::SEQUENCE_SEQ
@@ -157,7 +246,8 @@ impl InferenceService {
                     )));
                 }
                 self.step(
-                    host,
+                    &routing,
+                    &req.model_version,
                     session_id,
                     &seq,
                     obs.values,
@@ -175,7 +265,8 @@ impl InferenceService {
     #[allow(clippy::too_many_arguments)]
     async fn step(
         &self,
-        host: &Arc<ModelHost>,
+        routing: &Arc<Routing>,
+        explicit_version: &str,
         session_id: String,
         seq: &SequenceParams,
         obs: Vec<f32>,
@@ -184,12 +275,19 @@ impl InferenceService {
         outputs: &[&'static str],
         response: &mut ModelInferResponse,
     ) -> Result<(), Status> {
-        let spec = host.spec().clone();
-        let served_by = Arc::new(Mutex::new(None::<String>));
+        let live = routing.live_host();
+        let spec = live.spec().clone();
+        let served_by = Arc::new(Mutex::new(None::<(String, String)>));
+        // A first step picks the session's version (the canary decides by session id); later
+        // steps follow the version the session is pinned to, unless the request names one.
+        let new_version = routing
+            .for_new_session(explicit_version, &session_id)
+            .map_or_else(|| live.version.clone(), |h| h.version.clone());
         let request = StepRequest {
-            model: host.name.clone(),
-            model_version: host.version.clone(),
-            session_id,
+            model: live.name.clone(),
+            model_version: explicit_version.to_owned(),
+            new_version,
+            session_id: session_id.clone(),
             seq: seq.seq,
             start: seq.start,
             end: seq.end,
@@ -198,13 +296,54 @@ impl InferenceService {
         };
         let slot = served_by.clone();
         let node_name = self.node.config.server.node_name.clone();
+        let shadow_model = self.node.model(&live.name).cloned();
+        let step_routing = routing.clone();
         let outcome = self
             .node
             .sessions
-            .step(request, move |state| async move {
-                let out = host.infer(request_id, 1, obs, state, deadline).await?;
-                *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(format!("{node_name}/{}", out.served_by));
+            .step_with(request, move |input: StepInput| async move {
+                let mut pick = step_routing.for_session(&input.version);
+                let mut host = pick.host.clone();
+                if let Some(from) = &pick.migrated_from {
+                    tracing::info!(from = %from, to = %host.version, "session continues on the live version: its version is no longer loaded");
+                }
+                let shadow = step_routing.shadow_host(&host.version).cloned();
+                let mirrored = shadow.as_ref().map(|_| (obs.clone(), input.state.clone()));
+                let live = step_routing.live_host().clone();
+                let on_canary = host.version != live.version;
+                let kept = on_canary.then(|| (obs.clone(), input.state.clone()));
+                let started = Instant::now();
+                let mut result = host
+                    .infer(request_id.clone(), 1, obs, input.state, deadline)
+                    .await;
+                match &result {
+                    Ok(out) => host
+                        .stats
+                        .record_ok(started.elapsed(), &out.logits, &out.values),
+                    Err(e) => record_failure(&host, &Status::from(e.clone())),
+                }
+                // A session on a canary whose step fails or is not sane continues on the live
+                // version from the same state (and stays there).
+                if let Some((obs, state)) = kept
+                    && canary_failed(&result.clone().map_err(Status::from))
+                {
+                    tracing::info!(canary = %host.version, live = %live.version, "canary step unusable; the session moves to the live version");
+                    result = live.infer(request_id.clone(), 1, obs, state, deadline).await;
+                    pick.migrated_from = Some(host.version.clone());
+                    host = live;
+                }
+                let out = result?;
+                if let (Some(shadow), Some((obs, state)), Some(model)) =
+                    (shadow, mirrored, shadow_model)
+                {
+                    mirror::session_step(
+                        model, shadow, session_id, request_id, obs, state, &out, deadline,
+                    );
+                }
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some((
+                    format!("{node_name}/{}", out.served_by),
+                    host.version.clone(),
+                ));
                 Ok(StepComputed {
                     output: StepOutput {
                         logits: out.logits,
@@ -212,6 +351,7 @@ impl InferenceService {
                         action: out.actions.first().copied().unwrap_or_default(),
                     },
                     next_state: out.state,
+                    moved_to: pick.migrated_from.map(|_| host.version.clone()),
                 })
             })
             .await?;
@@ -223,11 +363,18 @@ impl InferenceService {
             values: &[outcome.output.value],
         };
         (response.outputs, response.raw_output_contents) = tensor::encode_outputs(outputs, &data);
-        let served = served_by
+        let computed_by = served_by
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .unwrap_or_else(|| format!("{}/session-table", self.node.config.server.node_name));
+            .take();
+        let served = match computed_by {
+            Some((served, version)) => {
+                response.model_version = version;
+                served
+            }
+            // A replayed answer: the session table returned it without running a model.
+            None => format!("{}/session-table", self.node.config.server.node_name),
+        };
         let params = &mut response.parameters;
         params.insert(
             sequence::SEQUENCE_SEQ.into(),
@@ -338,9 +485,10 @@ impl GrpcInferenceService for InferenceService {
             datatype: datatype.to_owned(),
             shape,
         };
+        let versions = self.routing(&req.name, "")?.hosts.keys().cloned().collect();
         Ok(Response::new(ModelMetadataResponse {
             name: host.name.clone(),
-            versions: vec![host.version.clone()],
+            versions,
             platform: "fudo_candle".to_owned(),
             inputs: vec![tensor(
                 tensor::OBS_INPUT,

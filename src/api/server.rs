@@ -130,6 +130,7 @@ pub async fn serve(
             && drain_node
                 .models
                 .values()
+                .flat_map(|m| m.hosts())
                 .any(|m| m.queue.depth() + m.queue.in_flight() > 0)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;

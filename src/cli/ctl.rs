@@ -5,9 +5,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::api::proto::fudo::v1::{
-    ActorNode, DrainRequest, MembersRequest, MembersResponse, NodeIdentity, NodeLoad,
-    PanicActorRequest, SlowShardRequest, TreeRequest, admin_client::AdminClient,
-    cluster_client::ClusterClient,
+    ActorNode, DeploysRequest, DrainRequest, MembersRequest, MembersResponse, NodeIdentity,
+    NodeLoad, PanicActorRequest, RollbackRequest, SlowShardRequest, TreeRequest,
+    admin_client::AdminClient, cluster_client::ClusterClient,
 };
 
 /// Arguments of `fudo ctl`.
@@ -34,6 +34,17 @@ pub enum CtlCommand {
     Cluster,
     /// Stop taking new requests (health turns NOT_SERVING).
     Drain,
+    /// Per node of the cluster: which version of each model serves (and which are loaded,
+    /// canary, shadow), then this node's deploy history with outcomes and reasons.
+    Deploys,
+    /// Roll back the running (or retiring) deploy of a model on this node.
+    Rollback {
+        /// Model name.
+        model: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Fault injection: panic an actor (needs chaos.enabled on the node).
     Panic {
         /// Actor name as `tree` shows it, e.g. ppo_mlp/shard-0.
@@ -53,6 +64,9 @@ pub enum CtlCommand {
 
 /// Runs `fudo ctl`.
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    if let CtlCommand::Deploys = args.command {
+        return print_deploys(&args.target, args.json).await;
+    }
     if let CtlCommand::Cluster = args.command {
         let mut client = ClusterClient::connect(args.target.clone())
             .await
@@ -96,7 +110,17 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
                 print_tree(&root, "", true, true);
             }
         }
-        CtlCommand::Cluster => unreachable!("handled above"),
+        CtlCommand::Cluster | CtlCommand::Deploys => unreachable!("handled above"),
+        CtlCommand::Rollback { model, reason } => {
+            let r = client
+                .rollback(RollbackRequest {
+                    model: model.clone(),
+                    reason,
+                })
+                .await?
+                .into_inner();
+            println!("rolling {model} back to version {}", r.rolled_back_to);
+        }
         CtlCommand::Drain => {
             let r = client.drain(DrainRequest {}).await?.into_inner();
             println!(
@@ -260,4 +284,93 @@ fn serving_text(load: &NodeLoad) -> String {
     } else {
         format!("NOT_SERVING ({})", load.reason)
     }
+}
+
+/// `fudo ctl deploys`: every node's serving versions, then this node's deploy history.
+async fn print_deploys(target: &str, json: bool) -> anyhow::Result<()> {
+    let nodes = crate::deploy::cluster::discover(&[target.to_owned()]).await?;
+    let mut per_node = Vec::new();
+    for node in &nodes {
+        let answer = match AdminClient::connect(node.url.clone()).await {
+            Ok(mut c) => c
+                .deploys(DeploysRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner()),
+            Err(_) => None,
+        };
+        per_node.push((node, answer));
+    }
+    let mut client = AdminClient::connect(target.to_owned())
+        .await
+        .with_context(|| format!("connecting to {target}"))?;
+    let history = client.deploys(DeploysRequest {}).await?.into_inner();
+    if json {
+        let doc = serde_json::json!({
+            "nodes": per_node.iter().map(|(n, a)| serde_json::json!({
+                "node": n.node, "region": n.region, "az": n.az, "url": n.url,
+                "reachable": a.is_some(),
+                "serving": a.as_ref().map(|a| a.serving.iter().map(|s| serde_json::json!({
+                    "model": s.model, "live": s.live, "loaded": s.loaded,
+                    "canary": s.canary, "canary_pct": s.canary_pct, "shadow": s.shadow,
+                })).collect::<Vec<_>>()),
+            })).collect::<Vec<_>>(),
+            "deploys": history.deploys.iter().map(|d| serde_json::json!({
+                "id": d.id, "model": d.model, "from": d.from_version, "to": d.to_version,
+                "strategy": d.strategy, "phase": d.phase, "outcome": d.outcome,
+                "reason": d.reason, "started_at": d.started_at, "finished_at": d.finished_at,
+                "baseline_p99_ms": d.baseline_p99_ms,
+                "events": d.events.iter().map(|e| serde_json::json!({"at_s": e.at_s, "what": e.what})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<8} {:<8} {:<14} {:<5} {:<12} {:<10} shadow",
+        "node", "region", "az", "model", "live", "loaded", "canary"
+    );
+    for (node, answer) in &per_node {
+        match answer {
+            None => println!(
+                "{:<14} {:<8} {:<8} unreachable",
+                node.node, node.region, node.az
+            ),
+            Some(a) => {
+                for s in &a.serving {
+                    let canary = if s.canary.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        format!("{}@{:.0}%", s.canary, s.canary_pct)
+                    };
+                    println!(
+                        "{:<14} {:<8} {:<8} {:<14} {:<5} {:<12} {:<10} {}",
+                        node.node,
+                        node.region,
+                        node.az,
+                        s.model,
+                        s.live,
+                        s.loaded.join(","),
+                        canary,
+                        if s.shadow.is_empty() { "-" } else { &s.shadow }
+                    );
+                }
+            }
+        }
+    }
+    println!("\ndeploys on {}:", history.node);
+    for d in &history.deploys {
+        println!(
+            "  {}  {} {} → {} ({})  {} / {}  {}",
+            d.started_at,
+            d.model,
+            d.from_version,
+            d.to_version,
+            d.strategy,
+            d.phase,
+            d.outcome,
+            d.reason
+        );
+    }
+    Ok(())
 }

@@ -3,6 +3,12 @@
 //! A version directory counts once it holds `manifest.json` (deployers write it last), so a
 //! half-copied version is not picked up. Other entries (files, folders without integer
 //! version sub-folders, non-integer sub-folders such as `fixtures/`) are ignored.
+//!
+//! `<root>/<name>/RELEASED` names the version a finished deploy made live. A node starting
+//! (or restarting after a crash) serves that version, not merely the newest one in the
+//! repository: a version that was imported but not yet deployed, or whose deploy was rolled
+//! back, must not reach traffic because a node happened to restart. Without the file (a fresh
+//! repository) the newest version is served.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +18,9 @@ use candle_core::Device;
 use super::error::ModelError;
 use super::loader::{LoadedModel, load_model_dir};
 use super::manifest::MANIFEST_FILE;
+
+/// The file naming a model's released version, `<root>/<name>/RELEASED`.
+pub const RELEASED_FILE: &str = "RELEASED";
 
 /// A folder of models, `<root>/<name>/<version>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +134,55 @@ impl ModelRepository {
         self.load(name, version, device)
     }
 
+    /// The version a finished deploy released for `name`, if any.
+    pub fn released_version(&self, name: &str) -> Result<Option<u64>, ModelError> {
+        let file = self.root.join(name).join(RELEASED_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                parse_version(text.trim())
+                    .map(Some)
+                    .ok_or_else(|| ModelError::Repository {
+                        path: file.display().to_string(),
+                        reason: format!("`{}` is not a version number", text.trim()),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ModelError::Io {
+                file: file.display().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The version a node serves for `name`: the released one, else the newest.
+    pub fn serving_version(&self, name: &str) -> Result<Option<u64>, ModelError> {
+        match self.released_version(name)? {
+            Some(v) => Ok(Some(v)),
+            None => self.latest_version(name),
+        }
+    }
+
+    /// Records `version` as the released version of `name` (atomically: write, then rename).
+    pub fn set_released(&self, name: &str, version: u64) -> Result<(), ModelError> {
+        let dir = self.root.join(name);
+        let tmp = dir.join(format!(".{RELEASED_FILE}.tmp"));
+        std::fs::write(&tmp, format!("{version}\n")).map_err(io_err(&tmp))?;
+        let file = dir.join(RELEASED_FILE);
+        std::fs::rename(&tmp, &file).map_err(io_err(&file))
+    }
+
+    /// Loads the serving version (released, else newest) of every model, sorted by name; fails
+    /// on the first model that does not load.
+    pub fn load_released(&self, device: &Device) -> Result<Vec<LoadedModel>, ModelError> {
+        self.list()?
+            .keys()
+            .map(|name| match self.serving_version(name)? {
+                Some(v) => self.load(name, v, device),
+                None => self.load_latest_of(name, device),
+            })
+            .collect()
+    }
+
     /// Loads the highest version of every model, sorted by name; fails on the first model that
     /// does not load (callers wanting partial results iterate [`ModelRepository::list`]).
     pub fn load_latest(&self, device: &Device) -> Result<Vec<LoadedModel>, ModelError> {
@@ -197,6 +255,19 @@ mod tests {
             .collect();
         assert_eq!(names, vec![("lstm_policy", "1"), ("ppo_mlp", "1")]);
         assert!(repo.load_latest_of("nope", &Device::Cpu).is_err());
+
+        // A released version wins over a newer one.
+        assert_eq!(repo.serving_version("ppo_mlp").unwrap(), Some(1));
+        copy_version(root, "ppo_mlp", "2");
+        assert_eq!(repo.serving_version("ppo_mlp").unwrap(), Some(2));
+        repo.set_released("ppo_mlp", 1).unwrap();
+        assert_eq!(repo.released_version("ppo_mlp").unwrap(), Some(1));
+        assert_eq!(repo.serving_version("ppo_mlp").unwrap(), Some(1));
+        let served = repo.load_released(&Device::Cpu).unwrap();
+        assert_eq!(served[1].version, "1");
+        std::fs::write(root.join("ppo_mlp").join(RELEASED_FILE), "two").unwrap();
+        let err = repo.released_version("ppo_mlp").unwrap_err().to_string();
+        assert!(err.contains("`two` is not a version number"), "{err}");
         assert!(ModelRepository::open(root.join("README.md")).is_err());
     }
 

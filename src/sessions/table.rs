@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::{
-    SessionConfig, SessionError, SessionSnapshot, SessionStore, StepComputed, StepError,
+    SessionConfig, SessionError, SessionSnapshot, SessionStore, StepComputed, StepError, StepInput,
     StepOutcome, StepOutput, StepRecord, StepRequest, StoreHealth,
 };
 
@@ -95,6 +95,20 @@ impl SessionTable {
         F: FnOnce(Vec<f32>) -> Fut,
         Fut: Future<Output = Result<StepComputed, E>>,
     {
+        self.step_with(req, |input| infer(input.state)).await
+    }
+
+    /// [`SessionTable::step`], with the closure also told which model version the session is
+    /// pinned to (so that a session stays on the version it started with across deploys).
+    pub async fn step_with<F, Fut, E>(
+        &self,
+        req: StepRequest,
+        infer: F,
+    ) -> Result<StepOutcome, StepError<E>>
+    where
+        F: FnOnce(StepInput) -> Fut,
+        Fut: Future<Output = Result<StepComputed, E>>,
+    {
         let (entry, mut slot) = self.acquire(&req.session_id, req.start).await?;
         let result = match self.refresh_if_behind(&req, &mut slot).await {
             Ok(()) => self.step_locked(&req, &mut slot, infer).await,
@@ -116,7 +130,7 @@ impl SessionTable {
         infer: F,
     ) -> Result<StepOutcome, StepError<E>>
     where
-        F: FnOnce(Vec<f32>) -> Fut,
+        F: FnOnce(StepInput) -> Fut,
         Fut: Future<Output = Result<StepComputed, E>>,
     {
         let id = &req.session_id;
@@ -136,11 +150,17 @@ impl SessionTable {
             }
             Plan::Step { seq, fresh } => (seq, fresh),
         };
-        let previous = match (&current, fresh) {
-            (Some(s), false) => s.state.clone(),
-            _ => vec![0.0; req.state_dim],
+        let input = match (&current, fresh) {
+            (Some(s), false) => StepInput {
+                state: s.state.clone(),
+                version: s.model_version.clone(),
+            },
+            _ => StepInput {
+                state: vec![0.0; req.state_dim],
+                version: req.pinned_version_of_new_session().to_owned(),
+            },
         };
-        let computed = infer(previous).await.map_err(StepError::Infer)?;
+        let computed = infer(input).await.map_err(StepError::Infer)?;
         if computed.next_state.len() != req.state_dim {
             return Err(SessionError::StateShape {
                 session: id.clone(),
@@ -159,6 +179,9 @@ impl SessionTable {
                 s.seq = seq;
                 s.ended = req.end;
                 s.state = computed.next_state;
+                if let Some(version) = computed.moved_to {
+                    s.model_version = version;
+                }
                 s.results.push_back(record);
                 while s.results.len() > self.inner.config.retained_results {
                     s.results.pop_front();
@@ -167,7 +190,9 @@ impl SessionTable {
             _ => {
                 slot.state = SlotState::Live(SessionSnapshot {
                     model: req.model.clone(),
-                    model_version: req.model_version.clone(),
+                    model_version: computed
+                        .moved_to
+                        .unwrap_or_else(|| req.pinned_version_of_new_session().to_owned()),
                     seq,
                     ended: req.end,
                     state: computed.next_state,
@@ -414,8 +439,11 @@ fn plan(current: Option<&SessionSnapshot>, req: &StepRequest) -> Result<Plan, Se
     };
     let next = s.seq.saturating_add(1);
     let seq = req.seq.unwrap_or(next);
+    // A request that names no version follows the session's.
     let check_version = || {
-        if s.model == req.model && s.model_version == req.model_version {
+        if s.model == req.model
+            && (req.model_version.is_empty() || s.model_version == req.model_version)
+        {
             Ok(())
         } else {
             Err(SessionError::VersionMismatch {

@@ -28,5 +28,6 @@ pub async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
             action: prev[0] as i64,
         },
         next_state: prev.iter().map(|x| x + 1.0).collect(),
+        moved_to: None,
     })
 }

@@ -10,6 +10,7 @@ fn req(session: &str, seq: Option<u64>) -> StepRequest {
     StepRequest {
         model: "lstm".into(),
         model_version: "v1".into(),
+        new_version: String::new(),
         session_id: session.into(),
         seq,
         start: false,
@@ -35,6 +36,7 @@ async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
             action: prev[0] as i64,
         },
         next_state: prev.iter().map(|x| x + 1.0).collect(),
+        moved_to: None,
     })
 }
 
@@ -201,6 +203,7 @@ async fn version_and_shape_are_checked() {
                     action: 0,
                 },
                 next_state: vec![1.0],
+                moved_to: None,
             })
         })
         .await,
@@ -351,4 +354,42 @@ async fn a_session_that_comes_back_takes_the_newer_snapshot_from_the_store() {
     // A real gap is still a gap.
     let e = session_err(a.step(req("s", Some(9)), count).await);
     assert!(matches!(e, SessionError::SeqGap { expected: 7, .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_session_is_pinned_to_the_version_it_started_on() {
+    let t = table(4);
+    let versions = std::sync::Mutex::new(Vec::new());
+    let record = |input: StepInput| {
+        versions.lock().unwrap().push(input.version.clone());
+        count(input.state)
+    };
+    // The routing rule picked v2 for the new session; the request named no version.
+    let first = StepRequest {
+        model_version: String::new(),
+        new_version: "v2".into(),
+        ..start("s", None)
+    };
+    t.step_with(first, record).await.unwrap();
+    // Later steps name no version and follow the session's, whatever the rule says now.
+    let next = StepRequest {
+        model_version: String::new(),
+        new_version: "v3".into(),
+        ..req("s", None)
+    };
+    t.step_with(next.clone(), record).await.unwrap();
+    assert_eq!(*versions.lock().unwrap(), vec!["v2", "v2"]);
+    assert_eq!(t.snapshot("s").await.unwrap().model_version, "v2");
+    // Naming another version is a mismatch.
+    let e = session_err(t.step(req("s", None), count).await);
+    assert!(matches!(e, SessionError::VersionMismatch { .. }), "{e:?}");
+    // A step computed by another version (the pinned one is gone) moves the session to it.
+    t.step_with(next, |input| async move {
+        let mut computed = count(input.state).await?;
+        computed.moved_to = Some("v3".into());
+        Ok::<_, String>(computed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(t.snapshot("s").await.unwrap().model_version, "v3");
 }
