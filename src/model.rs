@@ -14,6 +14,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod fast_tanh;
+pub mod import;
 pub mod loader;
 pub mod lstm;
 pub mod manifest;
@@ -21,6 +22,7 @@ pub mod mlp;
 pub mod policy;
 pub mod repository;
 mod weights;
+pub mod writer;
 
 pub use bundled::{BUNDLED, BundledModel, bundled_models};
 pub use config::{Activation, Architecture, InputNames, ModelConfig, NetArch, OutputNames};

@@ -3,7 +3,8 @@
 //! A version is admitted only if it loads the way a node loads it: every file's sha256 matches
 //! the manifest, the config is valid for the weights, and the golden inputs produce the golden
 //! outputs. `verify` runs exactly that check (on the CPU), so ML engineers see a refusal — with
-//! the file it names — before a node does.
+//! the file it names — before a node does. `import` turns a stable-baselines3 save or a PyTorch
+//! state_dict into such a version (see `model::import`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,10 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::model::{LoadedModel, ModelRepository};
+use crate::model::{
+    Activation, LoadedModel, ModelRepository,
+    import::{ImportOptions, import},
+};
 
 /// Arguments of `fudo models`.
 #[derive(Debug, Args)]
@@ -38,6 +42,21 @@ pub enum ModelsCommand {
         name: String,
         /// Version (default: the latest).
         version: Option<u64>,
+    },
+    /// Import a stable-baselines3 `.zip` (PPO.save) or a PyTorch state_dict file (torch.save)
+    /// as a new verified version, with golden outputs computed at import.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// Model name in the repository.
+        #[arg(long)]
+        name: String,
+        /// Version number (default: one above the newest).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Hidden-layer activation (a state_dict does not record it; SB3's default is tanh).
+        #[arg(long, default_value = "tanh", value_parser = ["tanh", "relu"])]
+        activation: String,
     },
     /// Verify versions as a node would admit them; exits non-zero if any is refused.
     Verify {
@@ -110,13 +129,22 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         ModelsCommand::List => {
             let repository = ModelRepository::open(&args.repo)?;
             let listed = repository.list()?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&listed)?);
-            } else {
-                for (name, versions) in &listed {
+            let mut doc = serde_json::Map::new();
+            for (name, versions) in &listed {
+                let released = repository.released_version(name)?;
+                if !args.json {
                     let latest = versions.last().map_or("-".to_owned(), u64::to_string);
-                    println!("{name}: versions {versions:?}, latest {latest}");
+                    let released =
+                        released.map_or("- (nodes serve the latest)".to_owned(), |v| v.to_string());
+                    println!("{name}: versions {versions:?}, latest {latest}, released {released}");
                 }
+                doc.insert(
+                    name.clone(),
+                    serde_json::json!({"versions": versions, "released": released}),
+                );
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             }
         }
         ModelsCommand::Show { name, version } => {
@@ -131,6 +159,40 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
             let doc = describe(&model);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print_model(&model);
+            }
+        }
+        ModelsCommand::Import {
+            file,
+            name,
+            version,
+            activation,
+        } => {
+            std::fs::create_dir_all(&args.repo)
+                .with_context(|| format!("creating {}", args.repo.display()))?;
+            let repository = ModelRepository::open(&args.repo)?;
+            let activation = if activation == "relu" {
+                Activation::Relu
+            } else {
+                Activation::Tanh
+            };
+            eprintln!("importing {} as {name} ...", file.display());
+            let model = import(
+                &repository,
+                &file,
+                &ImportOptions {
+                    name,
+                    version,
+                    activation,
+                },
+            )?;
+            eprintln!(
+                "imported and verified {}/{} (not released: deploy it with `fudo deploy {} {}`)",
+                model.name, model.version, model.name, model.version
+            );
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&describe(&model))?);
             } else {
                 print_model(&model);
             }

@@ -76,6 +76,9 @@ pub enum ModelError {
     /// A model repository folder is unusable.
     #[error("{path}: {reason}")]
     Repository { path: String, reason: String },
+    /// A file given to `fudo models import` cannot be turned into a model version.
+    #[error("{file}: {reason}")]
+    Import { file: String, reason: String },
     /// candle failed while building the policy.
     #[error("{context}: {source}")]
     Candle {
