@@ -13,10 +13,12 @@
 //! - [`runner`]: the whole experiment.
 
 pub mod analysis;
+pub mod deploy_faults;
 pub mod failover;
 pub mod faults;
 pub mod history;
 pub mod load;
+pub mod model_fixtures;
 pub mod netlab;
 pub mod proxy;
 pub mod reference;

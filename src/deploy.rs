@@ -149,7 +149,7 @@ pub async fn start(node: &Arc<NodeHandle>, req: &DeployRequest) -> Result<Starte
         .repository
         .clone()
         .ok_or(DeployError::NoRepository)?;
-    finish_retiring(node, &plan.model).await?;
+    wait_for_previous(node, &plan.model).await?;
     let routing = served.routing();
     if routing.live == plan.version && routing.hosts.len() == 1 {
         return Ok(Started::AlreadyLive);
@@ -199,6 +199,7 @@ pub async fn start(node: &Arc<NodeHandle>, req: &DeployRequest) -> Result<Starte
         Err(e) => {
             let err = refused(&plan, e);
             record.finish(Outcome::Refused, err.to_string());
+            record.phase("done");
             return Err(err);
         }
     };
@@ -214,6 +215,7 @@ pub async fn start(node: &Arc<NodeHandle>, req: &DeployRequest) -> Result<Starte
             ),
         };
         record.finish(Outcome::Refused, err.to_string());
+        record.phase("done");
         return Err(err);
     }
     record.event("verified: manifest checksums, config and golden outputs");
@@ -237,30 +239,29 @@ pub async fn start(node: &Arc<NodeHandle>, req: &DeployRequest) -> Result<Starte
         .map(Started::Running)
 }
 
-/// Cuts short the retire window of a finished deploy of `model`, and waits (bounded) until
-/// that deploy has unloaded the previous version, so a newer deploy can start.
-async fn finish_retiring(node: &NodeHandle, model: &str) -> Result<(), DeployError> {
-    if !call(node, |reply| {
+/// Lets the previous deploy of `model` end before a new one starts: a succeeded deploy still
+/// retiring the old version is told to retire it now, and a deploy that has ended (succeeded
+/// or rolled back) but is still unloading a version is waited for (bounded). A deploy still
+/// running is left alone: the deployer refuses the new one as busy.
+async fn wait_for_previous(node: &NodeHandle, model: &str) -> Result<(), DeployError> {
+    call(node, |reply| {
         DeployerMsg::RetireNow(model.to_owned(), reply)
     })
-    .await?
-    {
-        return Ok(());
-    }
+    .await?;
     let until = std::time::Instant::now()
         + Duration::from_millis(node.config.server.default_deadline_ms)
-        + Duration::from_secs(15);
+        + Duration::from_secs(8);
     while std::time::Instant::now() < until {
-        let retiring = node.deploys.records().iter().any(|r| {
-            r.model == model && r.outcome == Outcome::Succeeded.as_str() && r.phase != "done"
+        let ending = node.deploys.records().iter().any(|r| {
+            r.model == model && r.outcome != Outcome::Running.as_str() && r.phase != "done"
         });
-        if !retiring {
+        if !ending {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(DeployError::Unavailable(format!(
-        "the previous deploy of `{model}` is still retiring its old version"
+        "the previous deploy of `{model}` is still unloading a version"
     )))
 }
 

@@ -26,6 +26,9 @@ fn every_bundled_scenario_checks_in_both_forms() {
         .collect();
     for required in [
         "az-partition",
+        "bad-model-rollback",
+        "deploy-during-node-loss",
+        "deploy-under-load",
         "node-freeze",
         "node-kill",
         "redis-failover",

@@ -101,6 +101,7 @@ impl Actor for Deployer {
                         Outcome::Aborted,
                         format!("another deploy of {model} is running ({id})"),
                     );
+                    job.record.phase("done");
                     let _ = reply.send(Err(DeployError::Busy {
                         model,
                         running: id.clone(),

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::{
+    deploy_faults::DeployResult,
     history::Op,
     report::{
         FaultReport, HypothesisResult, Latency, LatencyReport, Phase, Requests, Second,
         SessionsReport,
     },
-    scenario::{Fault, Hypothesis, PhaseSel, Scenario},
+    scenario::{Fault, FaultKind, Hypothesis, PhaseSel, Scenario},
 };
 
 const BUCKET_US: i64 = 100_000;
@@ -227,6 +228,7 @@ pub fn check(
     scenario: &Scenario,
     a: &Analysis,
     sessions: &SessionsReport,
+    deploys: &[DeployResult],
 ) -> Vec<HypothesisResult> {
     let mut out = Vec::new();
     let phase_list = |sel: PhaseSel| -> Vec<&Phase> {
@@ -369,6 +371,55 @@ pub fn check(
                         held: f.injected
                             && (f.sessions_on_lost_nodes == 0
                                 || f.sessions_moved_s.is_some_and(|s| s <= *max)),
+                    });
+                }
+            }
+            Hypothesis::P99Ratio { max } => {
+                let before = phase_list(PhaseSel::Before)
+                    .first()
+                    .map_or(0.0, |p| p.latency_ms.p99);
+                for p in phase_list(PhaseSel::During) {
+                    let ratio = if before > 0.0 {
+                        p.latency_ms.p99 / before
+                    } else {
+                        f64::INFINITY
+                    };
+                    out.push(HypothesisResult {
+                        name: format!("p99 during{} vs before", fault_name(p.fault)),
+                        expected: format!("<= {max} ×"),
+                        observed: format!(
+                            "{ratio:.3} ({:.2} ms vs {before:.2} ms)",
+                            p.latency_ms.p99
+                        ),
+                        held: p.sent > 0 && ratio <= *max,
+                    });
+                }
+            }
+            Hypothesis::DeploysAsExpected => {
+                for f in scenario
+                    .faults
+                    .iter()
+                    .filter(|f| matches!(f.kind, FaultKind::Deploy { .. }))
+                {
+                    let expect = match &f.kind {
+                        FaultKind::Deploy { expect, .. } => expect.clone(),
+                        _ => String::new(),
+                    };
+                    let (held, observed) =
+                        deploys.iter().find(|d| d.fault == f.index + 1).map_or_else(
+                            || (false, "the deploy did not report".to_owned()),
+                            DeployResult::judge,
+                        );
+                    out.push(HypothesisResult {
+                        name: format!("deploy{} ends as expected", fault_name(Some(f.index + 1))),
+                        expected: match expect.as_str() {
+                            "succeeded" => "succeeded; every live node serves it".into(),
+                            "shadowed" => "compared in shadow; never served".into(),
+                            _ => "rolled back by its gates within the bake window, reason recorded"
+                                .into(),
+                        },
+                        observed,
+                        held,
                     });
                 }
             }

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use tokio::task::JoinHandle;
 
 use super::{
+    deploy_faults::{self, DeployResult},
     netlab::FaultId,
     proxy::ProxyControl,
     scenario::{BUSIEST_OWNER, Fault, FaultKind},
@@ -53,6 +54,7 @@ pub struct Injector<'a> {
     installed: Mutex<HashMap<usize, Vec<FaultId>>>,
     resolved: Mutex<HashMap<usize, Vec<String>>>,
     background: Mutex<Vec<(usize, Injection)>>,
+    deploys: Arc<Mutex<Vec<DeployResult>>>,
 }
 
 /// An injection still running in the background, and what it will report.
@@ -100,6 +102,7 @@ impl<'a> Injector<'a> {
             installed: Mutex::default(),
             resolved: Mutex::default(),
             background: Mutex::default(),
+            deploys: Arc::default(),
         }
     }
 
@@ -123,6 +126,38 @@ impl<'a> Injector<'a> {
             out.push((index, result));
         }
         out
+    }
+
+    /// The outcomes of the deploy faults (complete once [`Injector::finish`] returned).
+    pub fn deploy_results(&self) -> Vec<DeployResult> {
+        let mut out = self
+            .deploys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        out.sort_by_key(|d| d.fault);
+        out
+    }
+
+    /// Every node as (name, gRPC URL).
+    fn node_urls(&self) -> Vec<(String, String)> {
+        self.cluster
+            .nodes()
+            .iter()
+            .map(|n| (n.place.name.clone(), format!("http://{}", n.grpc)))
+            .collect()
+    }
+
+    /// Runs `task` in the background as part of fault `index`.
+    fn in_background(
+        &self,
+        index: usize,
+        task: impl std::future::Future<Output = Result<String, FaultError>> + Send + 'static,
+    ) {
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((index, tokio::spawn(task)));
     }
 
     fn proxy(&self, node: &str) -> Result<&ProxyControl, FaultError> {
@@ -304,6 +339,74 @@ impl<'a> Injector<'a> {
                 self.proxy(node)?.stall(true);
                 Ok("proxy stalled (connections open, no bytes)".into())
             }
+            FaultKind::Deploy { expect, .. } => {
+                let request = fault
+                    .kind
+                    .deploy_request()
+                    .ok_or_else(|| FaultError::Admin {
+                        node: String::new(),
+                        reason: "a deploy fault without a deploy request".into(),
+                    })?;
+                let (nodes, expect, results, fault_no) = (
+                    self.node_urls(),
+                    expect.clone(),
+                    self.deploys.clone(),
+                    fault.index + 1,
+                );
+                self.in_background(fault.index, async move {
+                    let result = deploy_faults::deploy(fault_no, nodes, request, expect).await;
+                    let (_, account) = result.judge();
+                    results
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(result);
+                    Ok(format!("deploy {account}"))
+                });
+                Ok(format!(
+                    "deploying {} in the background",
+                    fault.kind.target()
+                ))
+            }
+            FaultKind::PoisonVersion {
+                model,
+                version,
+                nan_after,
+            } => {
+                let urls = self.node_urls().into_iter().map(|(_, u)| u).collect();
+                let (model, version, nan_after) = (model.clone(), version.clone(), *nan_after);
+                self.in_background(fault.index, async move {
+                    deploy_faults::poison(urls, model, version, nan_after)
+                        .await
+                        .map_err(|reason| FaultError::Admin {
+                            node: "every node".into(),
+                            reason,
+                        })
+                });
+                Ok(format!(
+                    "waiting for {} to load, then poisoning it",
+                    fault.kind.target()
+                ))
+            }
+            FaultKind::SlowVersion {
+                model,
+                version,
+                delay_ms,
+            } => {
+                let urls = self.node_urls().into_iter().map(|(_, u)| u).collect();
+                let (model, version, delay_ms) = (model.clone(), version.clone(), *delay_ms);
+                self.in_background(fault.index, async move {
+                    deploy_faults::slow(urls, model, version, delay_ms)
+                        .await
+                        .map_err(|reason| FaultError::Admin {
+                            node: "every node".into(),
+                            reason,
+                        })
+                });
+                Ok(format!(
+                    "waiting for {} to load, then slowing it",
+                    fault.kind.target()
+                ))
+            }
             FaultKind::ConnectionCut { node } => {
                 self.proxy(node)?.cut();
                 Ok("every connection reset".into())
@@ -357,7 +460,10 @@ impl<'a> Injector<'a> {
             FaultKind::ActorPanic { .. }
             | FaultKind::NodeKill { .. }
             | FaultKind::RedisPrimaryKill
-            | FaultKind::ConnectionCut { .. } => Ok("nothing to heal".into()),
+            | FaultKind::ConnectionCut { .. }
+            | FaultKind::Deploy { .. }
+            | FaultKind::PoisonVersion { .. }
+            | FaultKind::SlowVersion { .. } => Ok("nothing to heal".into()),
         }
     }
 

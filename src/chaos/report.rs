@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::deploy_faults::DeployResult;
+
 /// pass or fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -229,6 +231,14 @@ pub struct Report {
     pub timeline: Vec<Second>,
     /// The history file, relative to the report.
     pub history: String,
+    /// How each deploy fault ended, on the cluster and on every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploys: Vec<DeployResult>,
+}
+
+/// A number of seconds, or `-`.
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
 }
 
 impl Report {
@@ -335,7 +345,6 @@ impl Report {
                 s,
                 "\n## Detection and session moves\n\nDetection: time until the first surviving node, and every surviving node, declared all lost nodes dead (from `members.jsonl`). Sessions moved: time until every session that lived on the lost nodes answered from another node.\n\n| # | lost nodes | detected s (first / all) | sessions on them | moved s |\n|---|---|---|---|---|"
             );
-            let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
             for f in lost {
                 let _ = writeln!(
                     s,
@@ -351,6 +360,41 @@ impl Report {
                     },
                     opt(f.sessions_moved_s)
                 );
+            }
+        }
+        if !self.deploys.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Deploys\n\nEach node's own record: its outcome, when it ended and when its bake began (seconds from its deploy start).\n\n| # | deploy | expected | cluster outcome | took s | node | node outcome | ended s | bake from s | reason |\n|---|---|---|---|---|---|---|---|---|---|"
+            );
+            for d in &self.deploys {
+                for n in &d.nodes {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {}/{} ({}) | {} | {} | {:.1} | {} ({}) | {} | {} | {} | {} |",
+                        d.fault,
+                        d.model,
+                        d.version,
+                        d.strategy,
+                        d.expect,
+                        d.outcome,
+                        d.took_s,
+                        n.node,
+                        if n.serving.is_empty() {
+                            "unreachable"
+                        } else {
+                            &n.serving
+                        },
+                        if n.outcome.is_empty() {
+                            "-"
+                        } else {
+                            &n.outcome
+                        },
+                        opt(n.ended_at_s),
+                        opt(n.bake_started_at_s),
+                        n.reason.replace('|', "/")
+                    );
+                }
             }
         }
         let se = &self.sessions;

@@ -15,14 +15,17 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{
-    analysis, failover,
+    analysis,
+    deploy_faults::DeployResult,
+    failover,
     faults::Injector,
     history::{self, History},
     load::{self, ModelDims},
+    model_fixtures,
     proxy::FaultProxy,
     reference,
     report::{FaultEvent, Report, Verdict},
-    scenario::{ClientsMode, Scenario, ScenarioError},
+    scenario::{ClientsMode, ModelsMode, Scenario, ScenarioError},
     timeline,
 };
 use crate::{
@@ -131,6 +134,13 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     spec.redis = scenario.cluster.redis;
     spec.network = scenario.cluster.network;
     spec.node_settings = scenario.cluster.settings.clone();
+    if scenario.cluster.models == ModelsMode::DeployFixtures {
+        let root = std::path::absolute(opts.out.join("models")).map_err(io(&opts.out))?;
+        model_fixtures::write_deploy_fixtures(&root)
+            .map_err(|e| RunError::Model(format!("deploy fixtures: {e}")))?;
+        spec.node_settings
+            .push(format!("models.repository={}", root.display()));
+    }
     eprintln!(
         "chaos: {} ({} form): starting {} nodes, redis {:?}, network {:?}",
         scenario.name,
@@ -169,7 +179,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     history::write_jsonl(&members_path, &seen.members).map_err(io(&members_path))?;
     let sessions = reference::check_sessions(&ops, recurrent.policy.as_ref(), scenario.load.seed)
         .map_err(|e| RunError::Model(e.to_string()))?;
-    let hypotheses = analysis::check(&scenario, &analysis, &sessions);
+    let hypotheses = analysis::check(&scenario, &analysis, &sessions, &seen.deploys);
     let verdict = if aborted.is_none() && hypotheses.iter().all(|h| h.held) {
         Verdict::Pass
     } else {
@@ -209,6 +219,7 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
         sessions,
         timeline: analysis.timeline,
         history: "history.jsonl".into(),
+        deploys: seen.deploys,
     };
     write_outputs(&opts.out, &scenario, &report, &ops)?;
     Ok(report)
@@ -267,6 +278,8 @@ struct Failover {
     lost: Vec<Vec<String>>,
     /// Membership changes every node reported.
     members: Vec<failover::MemberSample>,
+    /// How the deploy faults ended.
+    deploys: Vec<DeployResult>,
 }
 
 /// Proxies (if asked for), client, load, fault schedule and abort watch.
@@ -499,7 +512,11 @@ async fn drive(
         aborted,
         t0,
         started_at,
-        Failover { lost, members },
+        Failover {
+            lost,
+            members,
+            deploys: injector.deploy_results(),
+        },
     ))
 }
 

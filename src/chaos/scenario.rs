@@ -68,6 +68,21 @@ struct ClusterSection {
     proxy: bool,
     #[serde(default)]
     settings: Vec<String>,
+    #[serde(default)]
+    models: ModelsMode,
+}
+
+/// Which models the cluster's nodes serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelsMode {
+    /// The models bundled in the binary (version 1 of each).
+    #[default]
+    Bundled,
+    /// A model repository the runner writes for deploy scenarios: version 1 of each bundled
+    /// model (released), `ppo_mlp` 2 and 4 and `lstm_policy` 2 with the same weights, and
+    /// `ppo_mlp` 3 whose action head is negated (its actions diverge).
+    DeployFixtures,
 }
 
 impl Default for ClusterSection {
@@ -79,6 +94,7 @@ impl Default for ClusterSection {
             network: NetworkMode::default(),
             proxy: false,
             settings: Vec::new(),
+            models: ModelsMode::default(),
         }
     }
 }
@@ -296,6 +312,8 @@ pub struct ClusterPlan {
     pub proxy: bool,
     /// Extra `--set` for nodes.
     pub settings: Vec<String>,
+    /// Which models the nodes serve.
+    pub models: ModelsMode,
 }
 
 /// A checked scenario, in its long or short form.
@@ -458,6 +476,7 @@ impl Scenario {
             network: cs.network,
             proxy: cs.proxy,
             settings: cs.settings,
+            models: cs.models,
         };
         let mut faults = Vec::new();
         for (index, entry) in parsed.faults.into_iter().enumerate() {
@@ -518,7 +537,7 @@ fn check_fault(
     line: usize,
     f: FaultEntry,
 ) -> Result<Fault, ScenarioError> {
-    let kind = f.kind;
+    let kind = f.kind.scaled(time_scale);
     let name = kind.name();
     if !(f.at_s.is_finite() && f.at_s >= 0.0) {
         return Err(c.err(span, format!("{name}: at_s must be ≥ 0, got {}", f.at_s)));
@@ -653,6 +672,43 @@ fn check_fault(
                 return Err(c.err(span, "loss.percent must be 1-100"));
             }
         }
+        FaultKind::Deploy {
+            strategy, expect, ..
+        } => {
+            if let Some(request) = kind.deploy_request() {
+                crate::deploy::plan::DeployPlan::from_request(&request)
+                    .map_err(|e| c.err(span.clone(), format!("deploy: {e}")))?;
+            }
+            let shadow = strategy == "shadow";
+            let allowed: &[&str] = if shadow {
+                &["shadowed", "rolled-back"]
+            } else {
+                &["succeeded", "rolled-back"]
+            };
+            if !allowed.contains(&expect.as_str()) {
+                return Err(c.err(
+                    span,
+                    format!("deploy.expect must be one of {allowed:?} for strategy {strategy}, got {expect:?}"),
+                ));
+            }
+        }
+        FaultKind::PoisonVersion { nan_after: 0, .. } => {
+            return Err(c.err(span, "poison-version.nan_after must be ≥ 1"));
+        }
+        FaultKind::SlowVersion { delay_ms: 0, .. } => {
+            return Err(c.err(span, "slow-version.delay_ms must be ≥ 1"));
+        }
+        FaultKind::PoisonVersion { .. } | FaultKind::SlowVersion { .. } => {}
+    }
+    let versioned = matches!(
+        kind,
+        FaultKind::Deploy { .. } | FaultKind::PoisonVersion { .. } | FaultKind::SlowVersion { .. }
+    );
+    if versioned && plan.models != ModelsMode::DeployFixtures {
+        return Err(c.err(
+            span,
+            format!("{name} needs cluster.models = \"deploy-fixtures\" (a model repository with versions)"),
+        ));
     }
     if kind.needs_netns() && plan.network != NetworkMode::Netns {
         return Err(c.err(span, format!("{name} needs cluster.network = \"netns\"")));
@@ -730,6 +786,20 @@ fn check_hypothesis(
                     span,
                     "detection-s and sessions-moved-s need a fault that loses nodes (node-kill, node-freeze, region-kill, partition.isolate)",
                 ));
+            }
+        }
+        Hypothesis::P99Ratio { max } => {
+            if !(max.is_finite() && *max >= 1.0) {
+                return Err(c.err(span, "p99-ratio.max must be ≥ 1"));
+            }
+            needs_fault("p99-ratio")?;
+        }
+        Hypothesis::DeploysAsExpected => {
+            if !faults
+                .iter()
+                .any(|f| matches!(f.kind, FaultKind::Deploy { .. }))
+            {
+                return Err(c.err(span, "deploys-as-expected needs a deploy fault"));
             }
         }
         Hypothesis::MaxFailed { .. } => {}

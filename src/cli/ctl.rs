@@ -320,6 +320,11 @@ async fn print_deploys(target: &str, json: bool) -> anyhow::Result<()> {
                 "strategy": d.strategy, "phase": d.phase, "outcome": d.outcome,
                 "reason": d.reason, "started_at": d.started_at, "finished_at": d.finished_at,
                 "baseline_p99_ms": d.baseline_p99_ms,
+                "green": d.green.map(|g| serde_json::json!({
+                    "requests": g.requests, "errors": g.errors, "non_finite": g.non_finite,
+                    "out_of_range": g.out_of_range, "p99_ms": g.p99_ms, "compared": g.compared,
+                    "agreement": g.agreement, "divergence": g.divergence,
+                })),
                 "events": d.events.iter().map(|e| serde_json::json!({"at_s": e.at_s, "what": e.what})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         });

@@ -26,6 +26,8 @@ use crate::{
 pub const TICK: Duration = Duration::from_millis(250);
 /// Ticks in the sliding window the gates judge (2 s).
 pub const RECENT_TICKS: usize = 8;
+/// Longest wait for a latency baseline before traffic moves.
+pub const BASELINE_WAIT: Duration = Duration::from_secs(2);
 /// Warm-up requests a new version answers before it sees traffic.
 pub const WARMUP_REQUESTS: usize = 32;
 
@@ -71,9 +73,10 @@ fn merged(windows: &VecDeque<StatsWindow>) -> StatsWindow {
 
 impl Judge {
     fn new(green: Arc<ModelHost>, blue: Arc<ModelHost>, gates: Gates) -> Self {
-        // Start from clean windows.
+        // The new version starts from a clean window (its warm-up does not count); what the
+        // old version did since it was last judged (its serving history) starts the baseline.
         green.stats.take();
-        blue.stats.take();
+        let baseline = blue.stats.take();
         Self {
             green,
             blue,
@@ -81,9 +84,14 @@ impl Judge {
             recent: VecDeque::new(),
             blue_recent: VecDeque::new(),
             total: StatsWindow::default(),
-            baseline: StatsWindow::default(),
+            baseline,
             baseline_open: true,
         }
+    }
+
+    /// Whether the baseline holds enough answers for the latency gate.
+    fn has_baseline(&self) -> bool {
+        self.baseline.latency_us.len() >= self.gates.min_requests
     }
 
     /// The old version's p99 to compare with: its recent window while it still takes enough
@@ -227,7 +235,9 @@ impl DeployJob {
                 self.record.green(&judge.total);
                 self.record
                     .finish(Outcome::Shadowed, "shadow comparison held every gate");
-                return self.retire(&self.green.clone()).await;
+                self.retire(&self.green.clone()).await;
+                self.record.phase("done");
+                return;
             }
             Err(reason) => {
                 self.record.green(&judge.total);
@@ -306,6 +316,11 @@ impl DeployJob {
             if plan.strategy == Strategy::Shadow {
                 return Ok(false);
             }
+        }
+        // Without a baseline the latency gate cannot judge: watch the old version a moment.
+        let until = Instant::now() + BASELINE_WAIT;
+        while !judge.has_baseline() && Instant::now() < until {
+            self.hold(judge, TICK, false).await?;
         }
         judge.close_baseline(&self.record);
         let steps: Vec<u32> = match plan.strategy {

@@ -72,7 +72,7 @@ fn a_clean_run_passes_every_hypothesis() {
     assert_eq!(phases, ["before", "during", "after"]);
     assert!((a.faults[0].throughput_ratio - 1.0).abs() < 1e-9);
     assert_eq!(a.faults[0].recovery_s, 0.0);
-    let results = check(&s, &a, &SessionsReport::default());
+    let results = check(&s, &a, &SessionsReport::default(), &[]);
     assert!(results.iter().all(|h| h.held), "{results:#?}");
 }
 
@@ -95,7 +95,7 @@ fn failures_after_the_fault_set_recovery_and_fail_the_run() {
         a.faults[0].recovery_s
     );
     assert!(a.faults[0].throughput_ratio < 0.9);
-    let results = check(&s, &a, &SessionsReport::default());
+    let results = check(&s, &a, &SessionsReport::default(), &[]);
     let held: Vec<bool> = results.iter().map(|h| h.held).collect();
     // max-failed, recovery (0.6 <= 1.0 holds), throughput (0.875 fails), p99 during (80 ms fails)
     assert_eq!(held, [false, true, false, false], "{results:#?}");
@@ -105,7 +105,7 @@ fn failures_after_the_fault_set_recovery_and_fail_the_run() {
 fn a_fault_that_was_not_injected_fails_the_run() {
     let s = scenario();
     let a = analyse(&s, &ops(|_| false, |_| false), &[false]);
-    let results = check(&s, &a, &SessionsReport::default());
+    let results = check(&s, &a, &SessionsReport::default(), &[]);
     assert!(
         results
             .iter()

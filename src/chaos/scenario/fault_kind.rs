@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::yes;
+use crate::api::proto::fudo::v1::DeployRequest;
 
 /// What a fault does (the `kind` key of a `[[fault]]` entry).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -92,6 +93,59 @@ pub enum FaultKind {
         /// Node name.
         node: String,
     },
+    /// Deploys a model version across the cluster as `fudo deploy` does, in the background;
+    /// `deploys-as-expected` checks the outcome. Needs `cluster.models = "deploy-fixtures"`.
+    Deploy {
+        /// Model name.
+        model: String,
+        /// Version to deploy.
+        version: String,
+        /// blue-green, canary, rolling or shadow.
+        #[serde(default = "default_strategy")]
+        strategy: String,
+        /// Seconds of shadow traffic (0: the default; negative: none).
+        #[serde(default)]
+        shadow_s: f64,
+        /// Bake seconds (0: the default).
+        #[serde(default)]
+        bake_s: f64,
+        /// Seconds per canary or rolling step (0: the default).
+        #[serde(default)]
+        step_s: f64,
+        /// Canary shares, percent.
+        #[serde(default)]
+        steps_pct: Vec<f64>,
+        /// Seconds the previous version stays loaded after success (0: the default).
+        #[serde(default)]
+        retire_s: f64,
+        /// `succeeded` or `rolled-back`.
+        expect: String,
+    },
+    /// Once `version` of `model` is loaded and warmed up on every node (a deploy does both),
+    /// its answers turn NaN after `nan_after` more rows: a version that goes bad after warm-up.
+    PoisonVersion {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: String,
+        /// Rows answered normally first (over all of the version's shards).
+        nan_after: u64,
+    },
+    /// Once `version` of `model` is loaded and warmed up on every node, each of its forward
+    /// passes takes
+    /// `delay_ms` longer: a version that is many times slower.
+    SlowVersion {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: String,
+        /// Added to each forward pass of the version's shards.
+        delay_ms: u64,
+    },
+}
+
+fn default_strategy() -> String {
+    "blue-green".into()
 }
 
 fn one_u32() -> u32 {
@@ -114,6 +168,69 @@ impl FaultKind {
             FaultKind::Latency { .. } => "latency",
             FaultKind::Stall { .. } => "stall",
             FaultKind::ConnectionCut { .. } => "connection-cut",
+            FaultKind::Deploy { .. } => "deploy",
+            FaultKind::PoisonVersion { .. } => "poison-version",
+            FaultKind::SlowVersion { .. } => "slow-version",
+        }
+    }
+
+    /// The fault with its own durations (a deploy's shadow, steps, bake and retire windows)
+    /// scaled like the scenario's times, for the short form; none shorter than 0.5 s.
+    #[must_use]
+    pub fn scaled(self, k: f64) -> Self {
+        let scale = |v: f64| if v > 0.0 { (v * k).max(0.5) } else { v };
+        match self {
+            FaultKind::Deploy {
+                model,
+                version,
+                strategy,
+                shadow_s,
+                bake_s,
+                step_s,
+                steps_pct,
+                retire_s,
+                expect,
+            } => FaultKind::Deploy {
+                model,
+                version,
+                strategy,
+                shadow_s: scale(shadow_s),
+                bake_s: scale(bake_s),
+                step_s: scale(step_s),
+                steps_pct,
+                retire_s: scale(retire_s),
+                expect,
+            },
+            other => other,
+        }
+    }
+
+    /// The admin request a `deploy` fault sends (`None` for other kinds).
+    #[must_use]
+    pub fn deploy_request(&self) -> Option<DeployRequest> {
+        match self {
+            FaultKind::Deploy {
+                model,
+                version,
+                strategy,
+                shadow_s,
+                bake_s,
+                step_s,
+                steps_pct,
+                retire_s,
+                ..
+            } => Some(DeployRequest {
+                model: model.clone(),
+                version: version.clone(),
+                strategy: strategy.clone(),
+                shadow_s: *shadow_s,
+                bake_s: *bake_s,
+                steps_pct: steps_pct.clone(),
+                step_s: *step_s,
+                retire_s: *retire_s,
+                gates: None,
+            }),
+            _ => None,
         }
     }
 
@@ -184,6 +301,14 @@ impl FaultKind {
                 (None, None) => String::new(),
             },
             FaultKind::Loss { zone, percent } => format!("{zone} ({percent}%)"),
+            FaultKind::Deploy {
+                model,
+                version,
+                strategy,
+                ..
+            } => format!("{model}/{version} ({strategy})"),
+            FaultKind::PoisonVersion { model, version, .. }
+            | FaultKind::SlowVersion { model, version, .. } => format!("{model}/{version}"),
         }
     }
 }

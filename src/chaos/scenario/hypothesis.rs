@@ -73,6 +73,15 @@ pub enum Hypothesis {
         /// Longest acceptable time.
         max: f64,
     },
+    /// p99 latency during each fault ≤ `max` × p99 before the first fault.
+    P99Ratio {
+        /// Largest acceptable ratio.
+        max: f64,
+    },
+    /// Every `deploy` fault ended as its `expect` says, on every node: `succeeded` with every
+    /// live node serving the version, or `rolled-back` automatically, with the reason recorded,
+    /// before the end of its bake window.
+    DeploysAsExpected,
 }
 
 fn default_slow_ms() -> f64 {

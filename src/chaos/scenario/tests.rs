@@ -179,3 +179,88 @@ fn line_col_counts_from_one() {
     assert_eq!(line_col("ab\ncd", 0), (1, 1));
     assert_eq!(line_col("ab\ncd", 4), (2, 2));
 }
+
+const DEPLOY: &str = r#"
+name = "deploy"
+summary = "deploy"
+why = "because"
+
+[cluster]
+models = "deploy-fixtures"
+
+[load]
+rate = 1000
+duration_s = 60
+sessions = 4
+
+[short]
+duration_s = 20
+time_scale = 0.25
+
+[[fault]]
+kind = "deploy"
+at_s = 10
+window_s = 10
+model = "ppo_mlp"
+version = "2"
+strategy = "canary"
+shadow_s = 4
+steps_pct = [10, 50]
+step_s = 3
+bake_s = 6
+expect = "succeeded"
+
+[[fault]]
+kind = "poison-version"
+at_s = 10
+model = "ppo_mlp"
+version = "2"
+nan_after = 100
+
+[[hypothesis]]
+kind = "deploys-as-expected"
+
+[[hypothesis]]
+kind = "p99-ratio"
+max = 1.1
+"#;
+
+#[test]
+fn deploy_faults_parse_and_their_times_scale_in_the_short_form() {
+    let s = parse(DEPLOY).expect("parses");
+    assert_eq!(s.cluster.models, ModelsMode::DeployFixtures);
+    assert_eq!(s.faults[0].kind.name(), "deploy");
+    assert_eq!(s.faults[0].kind.target(), "ppo_mlp/2 (canary)");
+    let short = Scenario::parse("s.toml", DEPLOY, true).expect("short form parses");
+    let FaultKind::Deploy {
+        shadow_s,
+        step_s,
+        bake_s,
+        ..
+    } = &short.faults[0].kind
+    else {
+        panic!("a deploy");
+    };
+    // 4 × 0.25 = 1; 3 × 0.25 = 0.75; 6 × 0.25 = 1.5; never below 0.5 s.
+    assert_eq!((*shadow_s, *step_s, *bake_s), (1.0, 0.75, 1.5));
+}
+
+#[test]
+fn bad_deploy_faults_are_refused_with_the_reason() {
+    let e = reason(&DEPLOY.replace("strategy = \"canary\"", "strategy = \"purple\""));
+    assert!(e.reason.contains("unknown strategy `purple`"), "{e}");
+    let e = reason(&DEPLOY.replace("expect = \"succeeded\"", "expect = \"shadowed\""));
+    assert!(e.reason.contains("deploy.expect must be one of"), "{e}");
+    let e = reason(&DEPLOY.replace("steps_pct = [10, 50]", "steps_pct = [50, 10]"));
+    assert!(e.reason.contains("must increase"), "{e}");
+    let e = reason(&DEPLOY.replace("nan_after = 100", "nan_after = 0"));
+    assert!(e.reason.contains("nan_after must be ≥ 1"), "{e}");
+    let e = reason(&DEPLOY.replace("models = \"deploy-fixtures\"", ""));
+    assert!(
+        e.reason
+            .contains("needs cluster.models = \"deploy-fixtures\""),
+        "{e}"
+    );
+    let e = reason(&DEPLOY.replace("max = 1.1", "max = 0.5"));
+    assert!(e.reason.contains("p99-ratio.max must be ≥ 1"), "{e}");
+}
