@@ -10,6 +10,7 @@ pub mod fake_inference;
 pub mod inference;
 pub mod mirror;
 pub mod proto;
+pub mod rewarm;
 pub mod sequence;
 pub mod server;
 pub mod spill;

@@ -148,6 +148,9 @@ pub struct SessionsConfig {
     pub retained_results: usize,
     /// Idle sessions leave memory after this many seconds (they stay in Redis).
     pub idle_ttl_s: u64,
+    /// Recent observations each session keeps, so that a deploy can re-warm it on a new model
+    /// version by replaying them (0: none; a moved session keeps its state as it is).
+    pub replay_window: usize,
 }
 
 impl Default for SessionsConfig {
@@ -157,6 +160,7 @@ impl Default for SessionsConfig {
             redis_url: "redis://127.0.0.1:6379".to_owned(),
             retained_results: 32,
             idle_ttl_s: 600,
+            replay_window: crate::sessions::DEFAULT_REPLAY_WINDOW,
         }
     }
 }

@@ -52,13 +52,20 @@ pub struct SessionConfig {
     /// are loaded again on their next step). Sessions with writes the store has not yet
     /// acknowledged are never evicted. Default 10 minutes.
     pub idle_ttl: Duration,
+    /// How many recent observations each session keeps, to re-warm its state on another model
+    /// version by replaying them (0: none; a moved session then keeps its state). Default 16.
+    pub replay_window: usize,
 }
+
+/// Recent observations a session keeps by default (see [`SessionConfig::replay_window`]).
+pub const DEFAULT_REPLAY_WINDOW: usize = 16;
 
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             retained_results: 32,
             idle_ttl: Duration::from_secs(600),
+            replay_window: DEFAULT_REPLAY_WINDOW,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct StepComputed {
     /// The model version that computed the step, when it is not the one the session is
     /// pinned to (that version is no longer loaded): the session moves to it.
     pub moved_to: Option<String>,
+    /// The observation the step consumed, kept in the session's replay window.
+    pub observed: Vec<f32>,
 }
 
 /// What the `infer` closure of [`SessionTable::step_with`] is given.
@@ -134,6 +143,9 @@ pub struct StepInput {
     /// The model version the session is pinned to: the one it started on, or for a first
     /// step the one the request asked for.
     pub version: String,
+    /// The session's recent observations, oldest first (empty for a first step): replaying
+    /// them from the zero state re-warms the session on another version.
+    pub recent_obs: Vec<Vec<f32>>,
 }
 
 /// The result of [`SessionTable::step`].

@@ -6,7 +6,9 @@
 //! - a version that answers NaN after warm-up: rolled back automatically, reason recorded,
 //!   0 failed requests, version 2 still serves and stays released;
 //! - a corrupted version: refused before it loads, the error names the file;
-//! - bad requests: unknown version, unknown strategy, nothing to roll back.
+//! - bad requests: unknown version, unknown strategy, nothing to roll back;
+//! - a deploy that migrates sessions re-warms each one on the new version from its last 16
+//!   observations: its next answer equals a fresh session's on those observations.
 
 #[path = "support/fudo_process.rs"]
 mod fudo_process;
@@ -30,7 +32,7 @@ use fudo::api::proto::{
     inference::grpc_inference_service_client::GrpcInferenceServiceClient,
 };
 use fudo_process::FudoProcess;
-use oip_requests::{obs_request, step_request};
+use oip_requests::{f32s, obs_request, step_request};
 use tonic::{Code, transport::Channel};
 
 /// Copies version 1 of a bundled model as `version`, with a manifest that names it.
@@ -328,4 +330,77 @@ async fn a_session_stays_on_the_version_it_started_on() {
     assert_eq!(other.model_version, "2");
     let rec = wait_outcome(&mut admin, &id, Duration::from_secs(20)).await;
     assert_eq!(rec.outcome, "succeeded");
+}
+
+fn logits(r: &fudo::api::proto::inference::ModelInferResponse) -> Vec<f32> {
+    let i = r
+        .outputs
+        .iter()
+        .position(|o| o.name == "logits")
+        .expect("a logits output");
+    f32s(&r.raw_output_contents[i])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrating_deploy_re_warms_sessions_by_replaying_their_recent_observations() {
+    let repo = tempfile::tempdir().unwrap();
+    for (name, v) in [("ppo_mlp", "1"), ("lstm_policy", "1"), ("lstm_policy", "2")] {
+        add_version(repo.path(), name, v);
+    }
+    std::fs::write(repo.path().join("lstm_policy/RELEASED"), "1\n").unwrap();
+    let node = FudoProcess::start(&["--models", repo.path().to_str().unwrap()]);
+    let channel = Channel::from_shared(node.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = AdminClient::new(channel.clone());
+    let mut infer = GrpcInferenceServiceClient::new(channel);
+    let obs_at = |seq: u64| -> Vec<f32> { obs(seq * 13) };
+    for seq in 1..=20u64 {
+        let r = infer
+            .model_infer(step_request("moving", seq as i64, &obs_at(seq)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.model_version, "1");
+    }
+    admin
+        .deploy(DeployRequest {
+            model: "lstm_policy".into(),
+            version: "2".into(),
+            strategy: "blue-green".into(),
+            shadow_s: -1.0,
+            bake_s: 5.0,
+            retire_s: 30.0,
+            migrate_sessions: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while live(&mut admin, "lstm_policy").await.0 != "2" {
+        assert!(Instant::now() < until, "version 2 never went live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The session moves now, although version 1 is still loaded.
+    let moved = infer
+        .model_infer(step_request("moving", 21, &obs_at(21)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.model_version, "2");
+    // A fresh session on version 2 that sees observations 5..=20 and then 21 (the same weights
+    // as version 1) must answer exactly what the re-warmed session answered.
+    for (i, seq) in (5..=21u64).enumerate() {
+        let r = infer
+            .model_infer(step_request("fresh", i as i64 + 1, &obs_at(seq)))
+            .await
+            .unwrap()
+            .into_inner();
+        if seq == 21 {
+            assert_eq!(r.model_version, "2");
+            assert_eq!(logits(&r), logits(&moved));
+        }
+    }
 }

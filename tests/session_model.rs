@@ -33,6 +33,7 @@ fn policy(prev: &[f32], obs: u64) -> StepComputed {
         },
         next_state: next,
         moved_to: None,
+        observed: Vec::new(),
     }
 }
 
@@ -144,6 +145,7 @@ fn table(store: &SessionStore) -> SessionTable {
         SessionConfig {
             retained_results: RETAINED,
             idle_ttl: Duration::ZERO,
+            ..SessionConfig::default()
         },
     )
 }

@@ -36,6 +36,7 @@ fn snapshot(seq: u64) -> SessionSnapshot {
         ended: false,
         state: vec![seq as f32; 3],
         results: VecDeque::new(),
+        recent_obs: VecDeque::new(),
     }
 }
 

@@ -142,6 +142,7 @@ impl Node {
             SessionConfig {
                 retained_results: config.sessions.retained_results,
                 idle_ttl: Duration::from_secs(config.sessions.idle_ttl_s),
+                replay_window: config.sessions.replay_window,
             },
         );
         let directory = Directory::default();

@@ -31,8 +31,12 @@ pub struct Routing {
     pub live: String,
     /// A version taking a share of stateless requests and new sessions.
     pub canary: Option<(String, Permille)>,
-    /// A version receiving a mirrored copy of live traffic, never answering.
-    pub shadow: Option<String>,
+    /// A version receiving a mirrored copy of a share of live traffic (stateless calls drawn
+    /// at random, sessions by id with all their steps), never answering.
+    pub shadow: Option<(String, Permille)>,
+    /// Sessions pinned to other versions move to the live one on their next step, re-warmed
+    /// by replaying their recent observations (a deploy that migrates sessions sets it).
+    pub migrate: bool,
 }
 
 /// The version a request runs on, and why.
@@ -88,12 +92,14 @@ impl Routing {
         }
     }
 
-    /// The host that receives mirrored traffic, if any (never the one that answered).
-    pub fn shadow_host(&self, answered: &str) -> Option<&Arc<ModelHost>> {
+    /// The host that receives a mirrored copy of a request `answered` by a version, if any:
+    /// never that version itself, and only when `draw` (0..1000: random for a stateless
+    /// call, the session's bucket for a session step) falls in the shadow's share.
+    pub fn shadow_host(&self, answered: &str, draw: Permille) -> Option<&Arc<ModelHost>> {
         self.shadow
             .as_ref()
-            .filter(|v| v.as_str() != answered)
-            .and_then(|v| self.hosts.get(v))
+            .filter(|(v, share)| v.as_str() != answered && draw < *share)
+            .and_then(|(v, _)| self.hosts.get(v))
     }
 }
 
@@ -146,6 +152,7 @@ impl ServedModel {
                 hosts: BTreeMap::from([(host.version.clone(), host)]),
                 canary: None,
                 shadow: None,
+                migrate: false,
             })),
             shadow_states: Mutex::default(),
         }
@@ -211,7 +218,7 @@ impl ServedModel {
         })
     }
 
-    /// Makes `version` live and clears any canary or shadow rule.
+    /// Makes `version` live and clears any canary, shadow or migration rule.
     pub fn set_live(&self, version: &str) -> Result<(), RoutingError> {
         self.update(|r| {
             if !r.hosts.contains_key(version) {
@@ -220,6 +227,15 @@ impl ServedModel {
             r.live = version.to_owned();
             r.canary = None;
             r.shadow = None;
+            r.migrate = false;
+            Ok(())
+        })
+    }
+
+    /// Moves every session to the live version on its next step (or stops doing so).
+    pub fn set_migrate(&self, migrate: bool) -> Result<(), RoutingError> {
+        self.update(|r| {
+            r.migrate = migrate;
             Ok(())
         })
     }
@@ -237,15 +253,15 @@ impl ServedModel {
         })
     }
 
-    /// Mirrors live traffic to `version` (`None` stops mirroring).
-    pub fn set_shadow(&self, version: Option<&str>) -> Result<(), RoutingError> {
+    /// Mirrors `permille` of live traffic to a version (`None` stops mirroring).
+    pub fn set_shadow(&self, shadow: Option<(&str, Permille)>) -> Result<(), RoutingError> {
         self.update(|r| {
-            if let Some(v) = version
+            if let Some((v, _)) = shadow
                 && !r.hosts.contains_key(v)
             {
                 return Err(RoutingError::NotLoaded(v.to_owned()));
             }
-            r.shadow = version.map(str::to_owned);
+            r.shadow = shadow.map(|(v, p)| (v.to_owned(), p.min(1000)));
             Ok(())
         })?;
         // A new shadow starts new lineages.
@@ -272,7 +288,7 @@ impl ServedModel {
             if r.canary.as_ref().is_some_and(|(v, _)| v == version) {
                 r.canary = None;
             }
-            if r.shadow.as_deref() == Some(version) {
+            if r.shadow.as_ref().is_some_and(|(v, _)| v == version) {
                 r.shadow = None;
             }
             Ok(())

@@ -269,7 +269,7 @@ impl Admin for AdminService {
                     loaded: r.hosts.keys().cloned().collect(),
                     canary,
                     canary_pct: f64::from(permille) / 10.0,
-                    shadow: r.shadow.clone().unwrap_or_default(),
+                    shadow: r.shadow.clone().map(|(v, _)| v).unwrap_or_default(),
                 }
             })
             .collect();

@@ -23,13 +23,17 @@ use super::{
         grpc_inference_service_server::GrpcInferenceService,
         model_metadata_response::TensorMetadata,
     },
+    rewarm::rewarm,
     sequence::{self, SequenceParams},
     spill,
     status::model_not_found,
     tensor::{self, OutputData},
 };
 use crate::{
-    actors::{ModelHost, NodeHandle, ServedModel, served_model::Routing},
+    actors::{
+        ModelHost, NodeHandle, ServedModel,
+        served_model::{Routing, session_bucket},
+    },
     sessions::{StepComputed, StepInput, StepOutput, StepRequest},
 };
 
@@ -158,7 +162,7 @@ impl InferenceService {
                         return Ok(spilled);
                     }
                 }
-                let shadow = routing.shadow_host(&host.version).cloned();
+                let shadow = routing.shadow_host(&host.version, draw).cloned();
                 // A canary's answer that fails or is not sane is answered by the live version
                 // instead: the gates see the canary's failure, the client does not.
                 let on_canary = host.version != live.version;
@@ -302,19 +306,27 @@ impl InferenceService {
             .node
             .sessions
             .step_with(request, move |input: StepInput| async move {
-                let mut pick = step_routing.for_session(&input.version);
-                let mut host = pick.host.clone();
-                if let Some(from) = &pick.migrated_from {
-                    tracing::info!(from = %from, to = %host.version, "session continues on the live version: its version is no longer loaded");
-                }
-                let shadow = step_routing.shadow_host(&host.version).cloned();
-                let mirrored = shadow.as_ref().map(|_| (obs.clone(), input.state.clone()));
                 let live = step_routing.live_host().clone();
+                let mut pick = step_routing.for_session(&input.version);
+                // A deploy that migrates sessions moves every session to the live version.
+                if step_routing.migrate && pick.host.version != live.version {
+                    pick.migrated_from = Some(pick.host.version.clone());
+                    pick.host = live.clone();
+                }
+                let mut host = pick.host.clone();
+                let mut state = input.state.clone();
+                if let Some(from) = &pick.migrated_from {
+                    tracing::info!(from = %from, to = %host.version, window = input.recent_obs.len(), "session moves to another version: re-warming its state");
+                    state = rewarm(&host, &input.recent_obs, state, &request_id, deadline).await?;
+                }
+                let shadow = step_routing
+                    .shadow_host(&host.version, session_bucket(&session_id))
+                    .cloned();
+                let mirrored = shadow.as_ref().map(|_| (obs.clone(), state.clone()));
                 let on_canary = host.version != live.version;
-                let kept = on_canary.then(|| (obs.clone(), input.state.clone()));
                 let started = Instant::now();
                 let mut result = host
-                    .infer(request_id.clone(), 1, obs, input.state, deadline)
+                    .infer(request_id.clone(), 1, obs.clone(), state, deadline)
                     .await;
                 match &result {
                     Ok(out) => host
@@ -322,13 +334,16 @@ impl InferenceService {
                         .record_ok(started.elapsed(), &out.logits, &out.values),
                     Err(e) => record_failure(&host, &Status::from(e.clone())),
                 }
-                // A session on a canary whose step fails or is not sane continues on the live
-                // version from the same state (and stays there).
-                if let Some((obs, state)) = kept
-                    && canary_failed(&result.clone().map_err(Status::from))
-                {
+                // A session on a canary whose step fails or is not sane moves to the live
+                // version (and stays there).
+                if on_canary && canary_failed(&result.clone().map_err(Status::from)) {
                     tracing::info!(canary = %host.version, live = %live.version, "canary step unusable; the session moves to the live version");
-                    result = live.infer(request_id.clone(), 1, obs, state, deadline).await;
+                    let state =
+                        rewarm(&live, &input.recent_obs, input.state, &request_id, deadline)
+                            .await?;
+                    result = live
+                        .infer(request_id.clone(), 1, obs.clone(), state, deadline)
+                        .await;
                     pick.migrated_from = Some(host.version.clone());
                     host = live;
                 }
@@ -352,6 +367,7 @@ impl InferenceService {
                     },
                     next_state: out.state,
                     moved_to: pick.migrated_from.map(|_| host.version.clone()),
+                    observed: obs,
                 })
             })
             .await?;

@@ -374,7 +374,7 @@ pub fn check(
                     });
                 }
             }
-            Hypothesis::P99Ratio { max } => {
+            Hypothesis::P99Ratio { max, .. } => {
                 let before = phase_list(PhaseSel::Before)
                     .first()
                     .map_or(0.0, |p| p.latency_ms.p99);

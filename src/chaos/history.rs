@@ -81,6 +81,13 @@ impl Op {
     pub fn node(&self) -> Option<&str> {
         self.served_by.as_deref().and_then(|s| s.split('/').next())
     }
+
+    /// The model version that computed the answer (`<node>/<model>@<version>/shard-i`); none
+    /// for a stored answer returned again (`<node>/session-table`).
+    pub fn model_version(&self) -> Option<&str> {
+        let actor = self.served_by.as_deref()?.split('/').nth(1)?;
+        actor.split_once('@').map(|(_, version)| version)
+    }
 }
 
 /// The history being recorded; clones share it.

@@ -173,6 +173,10 @@ pub struct SessionsReport {
     /// Steps whose answer carried an owner epoch (the Redis store's leases), so the
     /// double-owner check covered them.
     pub epoch_steps: u64,
+    /// Times a session moved to another model version (re-warmed by replay; the reference
+    /// replays the same observations).
+    #[serde(default)]
+    pub version_moves: u64,
 }
 
 /// One second of the timeline.
@@ -400,12 +404,13 @@ impl Report {
         let se = &self.sessions;
         let _ = writeln!(
             s,
-            "\n## Recurrent sessions\n\n{} sessions, {} steps compared with the reference: {} divergent, {} replayed, {} node moves; {} steps answered by a stale owner (of {} with an owner epoch).\n",
+            "\n## Recurrent sessions\n\n{} sessions, {} steps compared with the reference: {} divergent, {} replayed, {} node moves, {} version moves; {} steps answered by a stale owner (of {} with an owner epoch).\n",
             se.checked,
             se.steps_checked,
             se.divergent_steps,
             se.replayed_steps,
             se.node_moves,
+            se.version_moves,
             se.double_owner_steps,
             se.epoch_steps
         );

@@ -177,8 +177,13 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     );
     let members_path = opts.out.join("members.jsonl");
     history::write_jsonl(&members_path, &seen.members).map_err(io(&members_path))?;
-    let sessions = reference::check_sessions(&ops, recurrent.policy.as_ref(), scenario.load.seed)
-        .map_err(|e| RunError::Model(e.to_string()))?;
+    let sessions = reference::check_sessions(
+        &ops,
+        recurrent.policy.as_ref(),
+        scenario.load.seed,
+        replay_window(&scenario.cluster.settings),
+    )
+    .map_err(|e| RunError::Model(e.to_string()))?;
     let hypotheses = analysis::check(&scenario, &analysis, &sessions, &seen.deploys);
     let verdict = if aborted.is_none() && hypotheses.iter().all(|h| h.held) {
         Verdict::Pass
@@ -255,6 +260,16 @@ fn write_outputs(
     let hist = out.join("history.jsonl");
     history::write_jsonl(&hist, ops).map_err(io(&hist))?;
     Ok(())
+}
+
+/// The nodes' `sessions.replay_window` (a scenario may set it in `cluster.settings`).
+fn replay_window(settings: &[String]) -> usize {
+    settings
+        .iter()
+        .filter_map(|s| s.strip_prefix("sessions.replay_window="))
+        .filter_map(|v| v.trim().parse().ok())
+        .next_back()
+        .unwrap_or(crate::sessions::DEFAULT_REPLAY_WINDOW)
 }
 
 fn signed_secs(at: Instant, t0: Instant) -> f64 {

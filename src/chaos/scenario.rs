@@ -495,7 +495,7 @@ impl Scenario {
             let span = h.span();
             let h = h.into_inner();
             check_hypothesis(&c, span, &h, &faults, &load)?;
-            hypotheses.push(h);
+            hypotheses.push(if short { h.for_short_form() } else { h });
         }
         if hypotheses.is_empty() {
             return Err(c.err(top, "a scenario needs at least one [[hypothesis]]"));
@@ -788,9 +788,11 @@ fn check_hypothesis(
                 ));
             }
         }
-        Hypothesis::P99Ratio { max } => {
-            if !(max.is_finite() && *max >= 1.0) {
-                return Err(c.err(span, "p99-ratio.max must be ≥ 1"));
+        Hypothesis::P99Ratio { max, short_max } => {
+            if !(max.is_finite() && *max >= 1.0)
+                || short_max.is_some_and(|m| !(m.is_finite() && m >= 1.0))
+            {
+                return Err(c.err(span, "p99-ratio.max and short_max must be ≥ 1"));
             }
             needs_fault("p99-ratio")?;
         }

@@ -28,6 +28,9 @@ pub struct DeployArgs {
     /// Seconds of shadow traffic before traffic moves (negative: none; 0: the default, 2 s).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub shadow_s: f64,
+    /// Share of live traffic mirrored to the shadow, percent (0: default, 25).
+    #[arg(long, default_value_t = 0.0)]
+    pub shadow_pct: f64,
     /// Seconds the new version must hold its gates with all traffic (0: default, 10 s).
     #[arg(long, default_value_t = 0.0)]
     pub bake_s: f64,
@@ -37,9 +40,14 @@ pub struct DeployArgs {
     /// Seconds per canary or rolling step (0: default, 3 s).
     #[arg(long, default_value_t = 0.0)]
     pub step_s: f64,
-    /// Seconds the previous version stays loaded after success (0: default, 60 s).
+    /// Longest the previous version stays loaded after success, for sessions pinned to it
+    /// (0: default, 600 s).
     #[arg(long, default_value_t = 0.0)]
     pub retire_s: f64,
+    /// Move every recurrent session to the new version at the switch, re-warmed by replaying
+    /// its recent observations (default: sessions stay on their version until they end).
+    #[arg(long)]
+    pub migrate_sessions: bool,
     /// Gate: largest error rate (0..1; 0: default 0.01).
     #[arg(long, default_value_t = 0.0)]
     pub max_error_rate: f64,
@@ -66,6 +74,8 @@ impl DeployArgs {
             steps_pct: self.steps.clone(),
             step_s: self.step_s,
             retire_s: self.retire_s,
+            migrate_sessions: self.migrate_sessions,
+            shadow_pct: self.shadow_pct,
             gates: Some(DeployGates {
                 max_error_rate: self.max_error_rate,
                 max_p99_ratio: self.max_p99_ratio,

@@ -140,8 +140,7 @@ pub async fn live_version(url: &str, model: &str) -> Option<String> {
         .map(|s| s.live)
 }
 
-async fn record(url: &str, id: &str) -> Option<DeployRecord> {
-    let mut client = admin(url).await.ok()?;
+async fn record(client: &mut AdminClient<Channel>, id: &str) -> Option<DeployRecord> {
     let deploys = client.deploys(DeploysRequest {}).await.ok()?.into_inner();
     deploys.deploys.into_iter().rev().find(|r| r.id == id)
 }
@@ -171,7 +170,7 @@ async fn deploy_node(
     let mut last_phase = String::new();
     loop {
         tokio::time::sleep(POLL).await;
-        let Some(rec) = record(&node.url, &id).await else {
+        let Some(rec) = record(&mut client, &id).await else {
             // The node is unreachable (or restarted and lost its history): the final check
             // decides whether it serves the version.
             progress(format!("{}: unreachable during its deploy", node.node));

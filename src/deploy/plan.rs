@@ -70,14 +70,18 @@ pub struct DeployPlan {
     pub steps_permille: Vec<u32>,
     /// How long each canary or rolling step lasts.
     pub step: Duration,
-    /// How long the previous version stays loaded after success.
+    /// Longest the previous version stays loaded after success.
     pub retire: Duration,
+    /// Move every session to the new version at the switch (re-warmed by replay).
+    pub migrate_sessions: bool,
+    /// Share of live traffic mirrored while shadowing, thousandths.
+    pub shadow_permille: u32,
     /// The gates.
     pub gates: Gates,
 }
 
 /// Defaults: 2 s of shadow, 10 s bake, canary at 5 %, 25 %, 50 % for 3 s each, previous
-/// version kept 60 s.
+/// version kept up to 10 minutes for the sessions pinned to it.
 pub const DEFAULT_SHADOW_S: f64 = 2.0;
 /// See [`DEFAULT_SHADOW_S`].
 pub const DEFAULT_BAKE_S: f64 = 10.0;
@@ -85,8 +89,11 @@ pub const DEFAULT_BAKE_S: f64 = 10.0;
 pub const DEFAULT_STEPS_PCT: [f64; 3] = [5.0, 25.0, 50.0];
 /// See [`DEFAULT_SHADOW_S`].
 pub const DEFAULT_STEP_S: f64 = 3.0;
+/// Share of live traffic a shadow sees by default, percent: enough comparisons for the gates
+/// (a quarter of a node's calls) without doubling the node's inference work.
+pub const DEFAULT_SHADOW_PCT: f64 = 25.0;
 /// See [`DEFAULT_SHADOW_S`].
-pub const DEFAULT_RETIRE_S: f64 = 60.0;
+pub const DEFAULT_RETIRE_S: f64 = 600.0;
 
 fn seconds(field: &str, value: f64, default: f64) -> Result<Duration, String> {
     let v = if value == 0.0 { default } else { value };
@@ -188,6 +195,18 @@ impl DeployPlan {
             steps_permille,
             step: seconds("step_s", req.step_s, DEFAULT_STEP_S)?,
             retire: seconds("retire_s", req.retire_s, DEFAULT_RETIRE_S)?,
+            migrate_sessions: req.migrate_sessions,
+            shadow_permille: {
+                let pct = if req.shadow_pct == 0.0 {
+                    DEFAULT_SHADOW_PCT
+                } else {
+                    req.shadow_pct
+                };
+                if !(pct > 0.0 && pct <= 100.0) {
+                    return Err(format!("`shadow_pct` must be in (0, 100], got {pct}"));
+                }
+                (pct * 10.0).round() as u32
+            },
             gates: gates(req.gates.as_ref())?,
         })
     }
@@ -213,6 +232,7 @@ mod tests {
         assert_eq!(p.shadow, Duration::from_secs(2));
         assert_eq!(p.bake, Duration::from_secs(10));
         assert_eq!(p.steps_permille, vec![50, 250, 500]);
+        assert_eq!(p.shadow_permille, 250);
         assert_eq!(p.gates, Gates::default());
         let rolling = DeployPlan::from_request(&req("rolling")).unwrap();
         assert_eq!(rolling.shadow, Duration::ZERO);

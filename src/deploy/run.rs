@@ -262,16 +262,7 @@ impl DeployJob {
         );
         // The old version stays warm for an instant rollback, and for sessions pinned to it.
         self.record.phase("retiring");
-        let until = tokio::time::Instant::now() + self.plan.retire;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => break,
-                changed = self.abort.changed() => if changed.is_err() { break },
-            }
-            if self.abort.borrow().is_some() {
-                break;
-            }
-        }
+        self.wait_to_retire(&blue).await;
         if *self.abort.borrow() == Some(Signal::RetireNow) {
             self.record
                 .event("a newer deploy is waiting: retiring the previous version now");
@@ -281,6 +272,39 @@ impl DeployJob {
         }
         self.retire(&blue).await;
         self.record.phase("done");
+    }
+
+    /// The retire window: the old version stays loaded for an instant rollback and for the
+    /// sessions still pinned to it, at least a tenth of `retire` and at most `retire`, or until
+    /// an operator rolls back or a newer deploy asks to retire it now. Sessions still pinned at
+    /// the end move to the live version on their next step (re-warmed by replay).
+    async fn wait_to_retire(&mut self, blue: &ModelHost) {
+        let started = tokio::time::Instant::now();
+        let until = started + self.plan.retire;
+        let floor = started + self.plan.retire / 10;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                changed = self.abort.changed() => if changed.is_err() { break },
+            }
+            if self.abort.borrow().is_some() {
+                break;
+            }
+            let pinned = self.node.sessions.pinned_to(&blue.name, &blue.version);
+            if pinned == 0 && tokio::time::Instant::now() >= floor {
+                self.record
+                    .event(format!("no session is pinned to {} any more", blue.version));
+                break;
+            }
+        }
+        let pinned = self.node.sessions.pinned_to(&blue.name, &blue.version);
+        if pinned > 0 {
+            self.record.event(format!(
+                "{pinned} session(s) still on {}: they move to the live version on their next step",
+                blue.version
+            ));
+        }
     }
 
     /// Moves traffic as the strategy says; true when the new version ended up live.
@@ -294,7 +318,7 @@ impl DeployJob {
         if !plan.shadow.is_zero() || plan.strategy == Strategy::Shadow {
             self.record.phase("shadow");
             self.served
-                .set_shadow(Some(green))
+                .set_shadow(Some((green, plan.shadow_permille)))
                 .map_err(|e| e.to_string())?;
             let time = if plan.strategy == Strategy::Shadow {
                 plan.bake
@@ -349,6 +373,12 @@ impl DeployJob {
         self.served.set_live(green).map_err(|e| e.to_string())?;
         self.record
             .event(format!("{green} is live; {} stays warm", blue.version));
+        if plan.migrate_sessions {
+            self.served.set_migrate(true).map_err(|e| e.to_string())?;
+            self.record.event(format!(
+                "sessions move to {green} on their next step, re-warmed by replaying their recent observations"
+            ));
+        }
         self.record.phase("baking");
         self.hold(judge, plan.bake, false).await?;
         Ok(true)

@@ -7,18 +7,23 @@
 //! `u32` byte length + UTF-8):
 //!
 //! ```text
-//! magic  b"FSS"  version u8 = 1   flags u8 (bit 0: ended)
+//! magic  b"FSS"  version u8 = 2   flags u8 (bit 0: ended)
 //! seq u64   model str   model_version str
 //! state_len u32   state f32 × state_len
 //! n_results u32   n × { seq u64, value f32, action i64, logits_len u32, logits f32 × len }
+//! n_obs u32   n × { obs_len u32, obs f32 × len }          (version 2 only)
 //! ```
+//!
+//! Version 1 (without the recent observations) is still read, as a session with none.
 
 use std::collections::VecDeque;
 
 use super::{StepOutput, StoreError};
 
 const MAGIC: &[u8; 3] = b"FSS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first layout, without recent observations; still read.
+const VERSION_1: u8 = 1;
 const FLAG_ENDED: u8 = 1;
 
 /// A recorded step result, kept for replays.
@@ -45,6 +50,9 @@ pub struct SessionSnapshot {
     pub state: Vec<f32>,
     /// The most recent results, oldest first, contiguous and ending at `seq`.
     pub results: VecDeque<StepRecord>,
+    /// The observations of the most recent steps, oldest first, ending at `seq`: what a
+    /// session replays to re-warm its state on another model version.
+    pub recent_obs: VecDeque<Vec<f32>>,
 }
 
 impl SessionSnapshot {
@@ -73,7 +81,12 @@ impl SessionSnapshot {
                 + self.model_version.len()
                 + 4 * self.state.len()
                 + 24 * self.results.len()
-                + 4 * logits,
+                + 4 * logits
+                + self
+                    .recent_obs
+                    .iter()
+                    .map(|o| 4 + 4 * o.len())
+                    .sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
@@ -89,6 +102,10 @@ impl SessionSnapshot {
             out.extend_from_slice(&r.output.action.to_le_bytes());
             put_f32s(&mut out, &r.output.logits);
         }
+        put_len(&mut out, self.recent_obs.len());
+        for obs in &self.recent_obs {
+            put_f32s(&mut out, obs);
+        }
         out
     }
 
@@ -101,9 +118,9 @@ impl SessionSnapshot {
             ));
         }
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(StoreError::Decode(format!(
-                "unsupported snapshot version {version} (this build reads {VERSION})"
+                "unsupported snapshot version {version} (this build reads {VERSION_1} and {VERSION})"
             )));
         }
         let flags = r.u8()?;
@@ -127,6 +144,13 @@ impl SessionSnapshot {
                 },
             });
         }
+        let mut recent_obs = VecDeque::new();
+        if version >= VERSION {
+            let n = r.len()?;
+            for _ in 0..n {
+                recent_obs.push_back(r.f32s()?);
+            }
+        }
         if !r.buf.is_empty() {
             return Err(StoreError::Decode(format!(
                 "{} trailing bytes",
@@ -140,6 +164,7 @@ impl SessionSnapshot {
             ended: flags & FLAG_ENDED != 0,
             state,
             results,
+            recent_obs,
         })
     }
 }
@@ -226,6 +251,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            recent_obs: VecDeque::from([vec![0.25, -0.5], vec![1.0, 2.0]]),
         }
     }
 
@@ -235,6 +261,21 @@ mod tests {
         let bytes = s.encode();
         assert_eq!(&bytes[..3], b"FSS");
         assert_eq!(SessionSnapshot::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn reads_the_first_layout_as_a_session_without_recent_observations() {
+        let mut s = sample();
+        let mut bytes = s.encode();
+        // Version 1 is version 2 without the observations block at the end.
+        let obs_block: usize = 4 + s.recent_obs.iter().map(|o| 4 + 4 * o.len()).sum::<usize>();
+        bytes.truncate(bytes.len() - obs_block);
+        bytes[3] = 1;
+        s.recent_obs.clear();
+        assert_eq!(SessionSnapshot::decode(&bytes).unwrap(), s);
+        bytes[3] = 3;
+        let err = SessionSnapshot::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("unsupported snapshot version 3"), "{err}");
     }
 
     #[test]
@@ -250,10 +291,10 @@ mod tests {
         long.push(0);
         assert!(SessionSnapshot::decode(&long).is_err());
         assert!(SessionSnapshot::decode(b"{\"json\":1}").is_err());
-        let mut v2 = bytes;
-        v2[3] = 2;
-        let err = SessionSnapshot::decode(&v2).unwrap_err().to_string();
-        assert!(err.contains("version 2"), "{err}");
+        let mut v9 = bytes;
+        v9[3] = 9;
+        let err = SessionSnapshot::decode(&v9).unwrap_err().to_string();
+        assert!(err.contains("version 9"), "{err}");
     }
 
     #[test]

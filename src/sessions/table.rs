@@ -154,12 +154,15 @@ impl SessionTable {
             (Some(s), false) => StepInput {
                 state: s.state.clone(),
                 version: s.model_version.clone(),
+                recent_obs: s.recent_obs.iter().cloned().collect(),
             },
             _ => StepInput {
                 state: vec![0.0; req.state_dim],
                 version: req.pinned_version_of_new_session().to_owned(),
+                recent_obs: Vec::new(),
             },
         };
+        let window = self.inner.config.replay_window;
         let computed = infer(input).await.map_err(StepError::Infer)?;
         if computed.next_state.len() != req.state_dim {
             return Err(SessionError::StateShape {
@@ -182,6 +185,12 @@ impl SessionTable {
                 if let Some(version) = computed.moved_to {
                     s.model_version = version;
                 }
+                if window > 0 {
+                    s.recent_obs.push_back(computed.observed);
+                    while s.recent_obs.len() > window {
+                        s.recent_obs.pop_front();
+                    }
+                }
                 s.results.push_back(record);
                 while s.results.len() > self.inner.config.retained_results {
                     s.results.pop_front();
@@ -197,6 +206,11 @@ impl SessionTable {
                     ended: req.end,
                     state: computed.next_state,
                     results: VecDeque::from([record]),
+                    recent_obs: if window > 0 {
+                        VecDeque::from([computed.observed])
+                    } else {
+                        VecDeque::new()
+                    },
                 });
             }
         }
@@ -317,6 +331,20 @@ impl SessionTable {
     /// Sessions held in memory.
     pub fn len(&self) -> usize {
         self.inner.map().len()
+    }
+
+    /// Sessions held in memory that are pinned to `model` at `version` and have not ended (a
+    /// session busy with a step counts: it may be). What keeps a retiring version loaded.
+    pub fn pinned_to(&self, model: &str, version: &str) -> usize {
+        let entries: Vec<_> = self.inner.map().values().cloned().collect();
+        entries
+            .iter()
+            .filter(|entry| match entry.try_lock() {
+                Ok(slot) => matches!(&slot.state, SlotState::Live(s)
+                    if !s.ended && s.model == model && s.model_version == version),
+                Err(_) => true,
+            })
+            .count()
     }
 
     /// Whether no session is held in memory.

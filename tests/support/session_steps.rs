@@ -29,5 +29,6 @@ pub async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
         },
         next_state: prev.iter().map(|x| x + 1.0).collect(),
         moved_to: None,
+        observed: Vec::new(),
     })
 }

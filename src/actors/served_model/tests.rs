@@ -69,7 +69,7 @@ fn rules_refuse_what_is_not_loaded_and_the_live_version_stays() {
         Err(RoutingError::NotLoaded("2".into()))
     );
     assert_eq!(
-        served.set_shadow(Some("2")),
+        served.set_shadow(Some(("2", 1000))),
         Err(RoutingError::NotLoaded("2".into()))
     );
     assert_eq!(
@@ -82,7 +82,7 @@ fn rules_refuse_what_is_not_loaded_and_the_live_version_stays() {
         RoutingError::AlreadyLoaded("2".into())
     );
     served.set_canary(Some(("2", 300))).unwrap();
-    served.set_shadow(Some("2")).unwrap();
+    served.set_shadow(Some(("2", 1000))).unwrap();
     // Removing the canary also removes the rules that name it.
     served.remove("2").unwrap();
     let r = served.routing();
@@ -94,9 +94,15 @@ fn rules_refuse_what_is_not_loaded_and_the_live_version_stays() {
 fn the_shadow_never_mirrors_to_the_version_that_answered() {
     let served = ServedModel::new(host("1"));
     served.add(host("2")).unwrap();
-    served.set_shadow(Some("2")).unwrap();
-    assert_eq!(served.routing().shadow_host("1").unwrap().version, "2");
-    assert!(served.routing().shadow_host("2").is_none());
+    served.set_shadow(Some(("2", 1000))).unwrap();
+    assert_eq!(served.routing().shadow_host("1", 999).unwrap().version, "2");
+    assert!(served.routing().shadow_host("2", 0).is_none());
+    served.set_shadow(Some(("2", 250))).unwrap();
+    assert!(served.routing().shadow_host("1", 249).is_some());
+    assert!(
+        served.routing().shadow_host("1", 250).is_none(),
+        "outside the share"
+    );
 }
 
 #[test]
@@ -123,7 +129,7 @@ proptest! {
                 0 => served.add(hosts[usize::from(v) - 1].clone()),
                 1 => served.set_live(&version),
                 2 => served.set_canary(Some((&version, share))),
-                3 => served.set_shadow(Some(&version)),
+                3 => served.set_shadow(Some((&version, share))),
                 _ => served.remove(&version).map(|_| ()),
             };
             let r = served.routing();
@@ -132,8 +138,9 @@ proptest! {
                 prop_assert!(r.hosts.contains_key(c));
                 prop_assert!(*p <= 1000);
             }
-            if let Some(s) = &r.shadow {
+            if let Some((s, p)) = &r.shadow {
                 prop_assert!(r.hosts.contains_key(s));
+                prop_assert!(*p <= 1000);
             }
             for pinned in ["1", "2", "3"] {
                 let pick = r.for_session(pinned);

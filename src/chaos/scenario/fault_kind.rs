@@ -115,9 +115,12 @@ pub enum FaultKind {
         /// Canary shares, percent.
         #[serde(default)]
         steps_pct: Vec<f64>,
-        /// Seconds the previous version stays loaded after success (0: the default).
+        /// Longest the previous version stays loaded after success (0: the default).
         #[serde(default)]
         retire_s: f64,
+        /// Move every session to the new version at the switch (re-warmed by replay).
+        #[serde(default)]
+        migrate_sessions: bool,
         /// `succeeded` or `rolled-back`.
         expect: String,
     },
@@ -189,6 +192,7 @@ impl FaultKind {
                 step_s,
                 steps_pct,
                 retire_s,
+                migrate_sessions,
                 expect,
             } => FaultKind::Deploy {
                 model,
@@ -199,6 +203,7 @@ impl FaultKind {
                 step_s: scale(step_s),
                 steps_pct,
                 retire_s: scale(retire_s),
+                migrate_sessions,
                 expect,
             },
             other => other,
@@ -218,6 +223,7 @@ impl FaultKind {
                 step_s,
                 steps_pct,
                 retire_s,
+                migrate_sessions,
                 ..
             } => Some(DeployRequest {
                 model: model.clone(),
@@ -228,6 +234,8 @@ impl FaultKind {
                 steps_pct: steps_pct.clone(),
                 step_s: *step_s,
                 retire_s: *retire_s,
+                migrate_sessions: *migrate_sessions,
+                shadow_pct: 0.0,
                 gates: None,
             }),
             _ => None,

@@ -223,6 +223,7 @@ kind = "deploys-as-expected"
 [[hypothesis]]
 kind = "p99-ratio"
 max = 1.1
+short_max = 1.5
 "#;
 
 #[test]
@@ -243,6 +244,8 @@ fn deploy_faults_parse_and_their_times_scale_in_the_short_form() {
     };
     // 4 × 0.25 = 1; 3 × 0.25 = 0.75; 6 × 0.25 = 1.5; never below 0.5 s.
     assert_eq!((*shadow_s, *step_s, *bake_s), (1.0, 0.75, 1.5));
+    assert!(matches!(s.hypotheses[1], Hypothesis::P99Ratio { max, .. } if max == 1.1));
+    assert!(matches!(short.hypotheses[1], Hypothesis::P99Ratio { max, .. } if max == 1.5));
 }
 
 #[test]
@@ -262,5 +265,8 @@ fn bad_deploy_faults_are_refused_with_the_reason() {
         "{e}"
     );
     let e = reason(&DEPLOY.replace("max = 1.1", "max = 0.5"));
-    assert!(e.reason.contains("p99-ratio.max must be ≥ 1"), "{e}");
+    assert!(
+        e.reason.contains("p99-ratio.max and short_max must be ≥ 1"),
+        "{e}"
+    );
 }

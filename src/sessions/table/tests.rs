@@ -37,6 +37,7 @@ async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
         },
         next_state: prev.iter().map(|x| x + 1.0).collect(),
         moved_to: None,
+        observed: Vec::new(),
     })
 }
 
@@ -204,6 +205,7 @@ async fn version_and_shape_are_checked() {
                 },
                 next_state: vec![1.0],
                 moved_to: None,
+                observed: Vec::new(),
             })
         })
         .await,
@@ -231,6 +233,7 @@ async fn a_new_table_on_the_same_store_continues_and_eviction_reloads() {
         SessionConfig {
             retained_results: 4,
             idle_ttl: Duration::ZERO,
+            ..SessionConfig::default()
         },
     );
     t.step(start("s", None), count).await.unwrap();
@@ -306,6 +309,7 @@ fn plan_without_runtime_state() {
         ended: false,
         state: vec![0.0; DIM],
         results: VecDeque::new(),
+        recent_obs: VecDeque::new(),
     };
     assert_eq!(
         plan(Some(&snapshot), &req("s", None)).unwrap(),
@@ -392,4 +396,56 @@ async fn a_session_is_pinned_to_the_version_it_started_on() {
     .await
     .unwrap();
     assert_eq!(t.snapshot("s").await.unwrap().model_version, "v3");
+}
+
+#[tokio::test]
+async fn sessions_keep_a_window_of_recent_observations_and_count_by_version() {
+    let t = SessionTable::new(
+        SessionStore::memory(),
+        SessionConfig {
+            replay_window: 3,
+            ..SessionConfig::default()
+        },
+    );
+    let seen = std::sync::Mutex::new(Vec::new());
+    for seq in 1..=5u64 {
+        let r = if seq == 1 {
+            start("s", None)
+        } else {
+            req("s", None)
+        };
+        t.step_with(r, |input: StepInput| {
+            seen.lock().unwrap().push(input.recent_obs.len());
+            async move {
+                let mut c = count(input.state).await?;
+                c.observed = vec![seq as f32];
+                Ok::<_, String>(c)
+            }
+        })
+        .await
+        .unwrap();
+    }
+    // The closure saw the window before each step: 0, 1, 2, 3, 3.
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3, 3]);
+    let snap = t.snapshot("s").await.unwrap();
+    assert_eq!(
+        snap.recent_obs,
+        VecDeque::from([vec![3.0], vec![4.0], vec![5.0]])
+    );
+    assert_eq!(t.pinned_to("lstm", "v1"), 1);
+    assert_eq!(t.pinned_to("lstm", "v2"), 0);
+    t.step(
+        StepRequest {
+            end: true,
+            ..req("s", None)
+        },
+        count,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        t.pinned_to("lstm", "v1"),
+        0,
+        "an ended session pins nothing"
+    );
 }
