@@ -282,8 +282,8 @@ async fn deploys_switch_roll_back_and_refuse_without_a_failed_request() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_stays_on_the_version_it_started_on() {
+/// A node whose repository has lstm_policy 1 (released) and 2, and ppo_mlp 1.
+async fn lstm_node_with_two_versions() -> (tempfile::TempDir, FudoProcess, Channel) {
     let repo = tempfile::tempdir().unwrap();
     for (name, v) in [("ppo_mlp", "1"), ("lstm_policy", "1"), ("lstm_policy", "2")] {
         add_version(repo.path(), name, v);
@@ -295,6 +295,12 @@ async fn a_session_stays_on_the_version_it_started_on() {
         .connect()
         .await
         .unwrap();
+    (repo, node, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_on_the_version_it_started_on() {
+    let (_repo, _node, channel) = lstm_node_with_two_versions().await;
     let mut admin = AdminClient::new(channel.clone());
     let mut infer = GrpcInferenceServiceClient::new(channel);
     let step = |seq: i64| step_request("pinned", seq, &[0.1; 32]);
@@ -343,17 +349,7 @@ fn logits(r: &fudo::api::proto::inference::ModelInferResponse) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migrating_deploy_re_warms_sessions_by_replaying_their_recent_observations() {
-    let repo = tempfile::tempdir().unwrap();
-    for (name, v) in [("ppo_mlp", "1"), ("lstm_policy", "1"), ("lstm_policy", "2")] {
-        add_version(repo.path(), name, v);
-    }
-    std::fs::write(repo.path().join("lstm_policy/RELEASED"), "1\n").unwrap();
-    let node = FudoProcess::start(&["--models", repo.path().to_str().unwrap()]);
-    let channel = Channel::from_shared(node.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (_repo, _node, channel) = lstm_node_with_two_versions().await;
     let mut admin = AdminClient::new(channel.clone());
     let mut infer = GrpcInferenceServiceClient::new(channel);
     let obs_at = |seq: u64| -> Vec<f32> { obs(seq * 13) };
