@@ -1,8 +1,9 @@
 //! The deployer: one actor per node that runs model deploys, at most one per model at a time,
 //! and takes operator rollbacks. Each deploy runs as its own task (`deploy::run`); the actor
 //! keeps the abort channel of each, so a rollback reaches a deploy in any phase, including the
-//! retire window after success. If the deployer itself stops (its supervisor restarts it), every
-//! running deploy is told to roll back: a deploy without an owner must not finish on its own.
+//! retire window after success. If the deployer itself stops (its supervisor restarts it, or the
+//! node shuts down), every running deploy is undone and recorded as aborted — a deploy without
+//! an owner must not finish on its own — while one that already succeeded stands.
 
 use std::collections::HashMap;
 
@@ -52,6 +53,9 @@ pub enum Signal {
     Rollback(String),
     /// If retiring the previous version after success, retire it now (ignored otherwise).
     RetireNow,
+    /// The deployer stopped (restart or node shutdown): a running deploy is undone and recorded
+    /// as aborted; a succeeded one in its retire window stands.
+    Abandon(String),
 }
 
 /// The deployer actor.
@@ -153,7 +157,7 @@ impl Actor for Deployer {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         for (_, abort, _) in state.running.values() {
-            abort.send_replace(Some(Signal::Rollback("the deployer stopped".to_owned())));
+            abort.send_replace(Some(Signal::Abandon("the deployer stopped".to_owned())));
         }
         Ok(())
     }

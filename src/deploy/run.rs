@@ -143,11 +143,17 @@ impl Judge {
 }
 
 impl DeployJob {
+    /// Why the deploy must stop, if it must: an operator rollback or an abandoned deploy.
     fn aborted(&self) -> Option<String> {
         match &*self.abort.borrow() {
-            Some(Signal::Rollback(reason)) => Some(reason.clone()),
+            Some(Signal::Rollback(reason) | Signal::Abandon(reason)) => Some(reason.clone()),
             _ => None,
         }
+    }
+
+    /// Whether the deploy was abandoned (its deployer stopped).
+    fn abandoned(&self) -> bool {
+        matches!(&*self.abort.borrow(), Some(Signal::Abandon(_)))
     }
 
     /// Holds for `time`, judging the gates every tick.
@@ -266,6 +272,14 @@ impl DeployJob {
         if *self.abort.borrow() == Some(Signal::RetireNow) {
             self.record
                 .event("a newer deploy is waiting: retiring the previous version now");
+        }
+        if self.abandoned() {
+            // The node is going away: the deploy stands (the version stays released); the
+            // old version goes with the process.
+            self.record
+                .event("the deployer stopped during the retire window; the release stands");
+            self.record.phase("done");
+            return;
         }
         if let Some(reason) = self.aborted() {
             return self.undo(&blue, Outcome::RolledBack, reason).await;
@@ -386,6 +400,11 @@ impl DeployJob {
 
     /// Puts `blue` back in charge and retires the new version.
     async fn undo(&self, blue: &Arc<ModelHost>, outcome: Outcome, reason: String) {
+        let outcome = if self.abandoned() {
+            Outcome::Aborted
+        } else {
+            outcome
+        };
         if let Err(e) = self.served.set_live(&blue.version) {
             self.record
                 .event(format!("could not make {} live again: {e}", blue.version));
