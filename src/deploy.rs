@@ -225,14 +225,15 @@ pub async fn start(node: &Arc<NodeHandle>, req: &DeployRequest) -> Result<Starte
         node.metrics.clone(),
     ));
     let node_for_job = node.clone();
-    let seed: Box<DeployJobSeed> = Box::new(move |abort| DeployJob {
+    let seed: Box<DeployJobSeed> = Box::new(move |control| DeployJob {
         node: node_for_job,
         served,
         plan,
         green,
         repository,
         record,
-        abort,
+        abort: control.signals,
+        rollback_open: control.rollback_open,
     });
     call(node, |reply| DeployerMsg::Start(seed, reply))
         .await

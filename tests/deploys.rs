@@ -400,3 +400,77 @@ async fn a_migrating_deploy_re_warms_sessions_by_replaying_their_recent_observat
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rolls_back_within_the_retire_window_and_not_after() {
+    let (repo, _node, channel) = lstm_node_with_two_versions().await;
+    let mut admin = AdminClient::new(channel);
+    let request = |retire_s: f64| DeployRequest {
+        model: "lstm_policy".into(),
+        version: "2".into(),
+        strategy: "blue-green".into(),
+        shadow_s: -1.0,
+        bake_s: 1.0,
+        retire_s,
+        ..Default::default()
+    };
+    let released = || {
+        std::fs::read_to_string(repo.path().join("lstm_policy/RELEASED"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    // Inside the retire window: one switch back, and the release is undone.
+    let id = admin.deploy(request(60.0)).await.unwrap().into_inner().id;
+    let rec = wait_outcome(&mut admin, &id, Duration::from_secs(20)).await;
+    assert_eq!(rec.outcome, "succeeded");
+    assert_eq!(released(), "2");
+    let back = admin
+        .rollback(RollbackRequest {
+            model: "lstm_policy".into(),
+            reason: "operator test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.rolled_back_to, "1");
+    let until = Instant::now() + Duration::from_secs(10);
+    while live(&mut admin, "lstm_policy").await != ("1".to_owned(), vec!["1".to_owned()]) {
+        assert!(Instant::now() < until, "version 1 is not back alone");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rec = records(&mut admin)
+        .await
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(rec.outcome, "rolled-back");
+    assert_eq!(rec.reason, "operator rollback: operator test");
+    assert_eq!(released(), "1");
+    // Past the retire window the old version is gone: the rollback is refused, clearly.
+    let id = admin.deploy(request(1.0)).await.unwrap().into_inner().id;
+    wait_outcome(&mut admin, &id, Duration::from_secs(20)).await;
+    let until = Instant::now() + Duration::from_secs(20);
+    while records(&mut admin)
+        .await
+        .iter()
+        .any(|r| r.id == id && r.phase != "done")
+    {
+        assert!(Instant::now() < until, "the deploy never finished retiring");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = admin
+        .rollback(RollbackRequest {
+            model: "lstm_policy".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("deploy the older version"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(live(&mut admin, "lstm_policy").await.0, "2");
+}

@@ -5,7 +5,10 @@
 //! node shuts down), every running deploy is undone and recorded as aborted — a deploy without
 //! an owner must not finish on its own — while one that already succeeded stands.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
@@ -44,7 +47,19 @@ impl std::fmt::Debug for DeployerMsg {
 }
 
 /// A deploy job without its abort channel, which the deployer creates.
-pub type DeployJobSeed = dyn FnOnce(watch::Receiver<Option<Signal>>) -> DeployJob + Send;
+pub type DeployJobSeed = dyn FnOnce(DeployControl) -> DeployJob + Send;
+
+/// How the deployer reaches a running deploy: its signals, and whether a rollback can still be
+/// taken. The deploy closes the gate (under its lock) when it starts unloading the previous
+/// version; the deployer sends a rollback only while holding the same lock with the gate
+/// open, so a rollback is either seen by the deploy or refused, never lost.
+#[derive(Debug)]
+pub struct DeployControl {
+    /// Rollback, retire-now and abandon signals.
+    pub signals: watch::Receiver<Option<Signal>>,
+    /// Whether a rollback can still be taken.
+    pub rollback_open: Arc<Mutex<bool>>,
+}
 
 /// What a running deploy is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +77,19 @@ pub enum Signal {
 #[derive(Debug)]
 pub struct Deployer;
 
-/// Running deploys: model → (record id, abort channel).
+/// One running deploy as the deployer holds it.
+#[derive(Debug)]
+struct Running {
+    id: String,
+    signals: watch::Sender<Option<Signal>>,
+    record: RecordHandle,
+    rollback_open: Arc<Mutex<bool>>,
+}
+
+/// Running deploys by model.
 #[derive(Debug, Default)]
 pub struct DeployerState {
-    running: HashMap<String, (String, watch::Sender<Option<Signal>>, RecordHandle)>,
+    running: HashMap<String, Running>,
 }
 
 impl Actor for Deployer {
@@ -90,17 +114,21 @@ impl Actor for Deployer {
         match msg {
             DeployerMsg::Start(seed, reply) => {
                 let (tx, rx) = watch::channel(None);
-                let job = seed(rx);
+                let rollback_open = Arc::new(Mutex::new(true));
+                let job = seed(DeployControl {
+                    signals: rx,
+                    rollback_open: rollback_open.clone(),
+                });
                 let model = job.plan.model.clone();
                 // A deploy that has reached its end but whose task has not reported yet.
                 if state
                     .running
                     .get(&model)
-                    .is_some_and(|(_, _, record)| record.phase_now() == "done")
+                    .is_some_and(|r| r.record.phase_now() == "done")
                 {
                     state.running.remove(&model);
                 }
-                if let Some((id, _, _)) = state.running.get(&model) {
+                if let Some(Running { id, .. }) = state.running.get(&model) {
                     job.record.finish(
                         Outcome::Aborted,
                         format!("another deploy of {model} is running ({id})"),
@@ -113,9 +141,15 @@ impl Actor for Deployer {
                     return Ok(());
                 }
                 let id = job.record.id();
-                state
-                    .running
-                    .insert(model.clone(), (id.clone(), tx, job.record.clone()));
+                state.running.insert(
+                    model.clone(),
+                    Running {
+                        id: id.clone(),
+                        signals: tx,
+                        record: job.record.clone(),
+                        rollback_open,
+                    },
+                );
                 tokio::spawn(async move {
                     job.run().await;
                     let _ = myself.cast(DeployerMsg::Finished(model));
@@ -124,9 +158,17 @@ impl Actor for Deployer {
             }
             DeployerMsg::Rollback(model, reason, reply) => {
                 let answer = match state.running.get(&model) {
-                    Some((_, abort, _)) => {
-                        abort.send_replace(Some(Signal::Rollback(reason)));
-                        Ok(())
+                    Some(running) => {
+                        let open = running
+                            .rollback_open
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if *open {
+                            running.signals.send_replace(Some(Signal::Rollback(reason)));
+                            Ok(())
+                        } else {
+                            Err(DeployError::NothingToRollBack(model))
+                        }
                     }
                     None => Err(DeployError::NothingToRollBack(model)),
                 };
@@ -134,10 +176,8 @@ impl Actor for Deployer {
             }
             DeployerMsg::RetireNow(model, reply) => {
                 let retiring = match state.running.get(&model) {
-                    Some((_, signal, record))
-                        if record.outcome() == Outcome::Succeeded.as_str() =>
-                    {
-                        signal.send_replace(Some(Signal::RetireNow));
+                    Some(r) if r.record.outcome() == Outcome::Succeeded.as_str() => {
+                        r.signals.send_replace(Some(Signal::RetireNow));
                         true
                     }
                     _ => false,
@@ -156,8 +196,10 @@ impl Actor for Deployer {
         _: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        for (_, abort, _) in state.running.values() {
-            abort.send_replace(Some(Signal::Abandon("the deployer stopped".to_owned())));
+        for running in state.running.values() {
+            running
+                .signals
+                .send_replace(Some(Signal::Abandon("the deployer stopped".to_owned())));
         }
         Ok(())
     }

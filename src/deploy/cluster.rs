@@ -194,26 +194,75 @@ async fn deploy_node(
     }
 }
 
-/// Rolls back `model` on every node in `nodes` (best effort; they hold the old version warm).
+/// Rolls back the deploy of `req` on every node in `nodes` (they hold the old version warm).
+/// A node past the point of no return (it already unloaded the old version) gets the old
+/// version deployed again instead, so the cluster does not stay split between versions.
 pub async fn roll_back_all(
     nodes: &[NodeRef],
-    model: &str,
+    req: &DeployRequest,
     reason: &str,
     progress: &(dyn Fn(String) + Sync),
 ) {
     for node in nodes {
-        let answer = match admin(&node.url).await {
-            Ok(mut client) => client
-                .rollback(RollbackRequest {
-                    model: model.to_owned(),
-                    reason: reason.to_owned(),
-                })
-                .await
-                .map(|_| ()),
-            Err(status) => Err(status),
+        let mut client = match admin(&node.url).await {
+            Ok(client) => client,
+            Err(status) => {
+                progress(format!(
+                    "{}: cannot roll back: {}",
+                    node.node,
+                    status.message()
+                ));
+                continue;
+            }
         };
+        let answer = client
+            .rollback(RollbackRequest {
+                model: req.model.clone(),
+                reason: reason.to_owned(),
+            })
+            .await;
         match answer {
-            Ok(()) => progress(format!("{}: rolled back", node.node)),
+            Ok(_) => progress(format!("{}: rolled back", node.node)),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                let deploys = client
+                    .deploys(DeploysRequest {})
+                    .await
+                    .map(|r| r.into_inner());
+                let previous = deploys.ok().and_then(|d| {
+                    d.deploys
+                        .into_iter()
+                        .rev()
+                        .find(|r| r.model == req.model && r.to_version == req.version)
+                        .map(|r| r.from_version)
+                });
+                let Some(previous) = previous.filter(|v| !v.is_empty()) else {
+                    progress(format!(
+                        "{}: rollback not possible: {}",
+                        node.node,
+                        status.message()
+                    ));
+                    continue;
+                };
+                progress(format!(
+                    "{}: already unloaded {previous}; deploying it again",
+                    node.node
+                ));
+                let back = DeployRequest {
+                    model: req.model.clone(),
+                    version: previous,
+                    strategy: "blue-green".into(),
+                    shadow_s: -1.0,
+                    bake_s: 1.0,
+                    retire_s: 1.0,
+                    ..Default::default()
+                };
+                if let Err(e) = deploy_node(node, &back, progress).await {
+                    progress(format!(
+                        "{}: redeploying the old version failed: {e}",
+                        node.node
+                    ));
+                }
+            }
             Err(status) => progress(format!(
                 "{}: rollback not possible: {}",
                 node.node,
@@ -272,13 +321,7 @@ pub async fn deploy(
         }
         if let Some(e) = failure {
             if req.strategy != "shadow" {
-                roll_back_all(
-                    &done,
-                    &req.model,
-                    &format!("cluster deploy failed: {e}"),
-                    progress,
-                )
-                .await;
+                roll_back_all(&done, req, &format!("cluster deploy failed: {e}"), progress).await;
             }
             return Err(e);
         }

@@ -6,7 +6,7 @@
 
 use std::{
     collections::VecDeque,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -49,6 +49,8 @@ pub struct DeployJob {
     /// An operator rollback (or shutdown) arrives here with its reason, and the request to
     /// cut the retire window short.
     pub abort: watch::Receiver<Option<Signal>>,
+    /// Whether a rollback can still be taken (closed when the previous version is unloaded).
+    pub rollback_open: Arc<Mutex<bool>>,
 }
 
 /// The sliding windows the gates judge, for the new version and the old one.
@@ -280,6 +282,18 @@ impl DeployJob {
                 .event("the deployer stopped during the retire window; the release stands");
             self.record.phase("done");
             return;
+        }
+        {
+            // The point of no return: from here the previous version is unloaded, so a
+            // rollback is refused (deploy the old version again instead). Any rollback sent
+            // before the gate closed is taken now.
+            let mut open = self
+                .rollback_open
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.aborted().is_none() {
+                *open = false;
+            }
         }
         if let Some(reason) = self.aborted() {
             return self.undo(&blue, Outcome::RolledBack, reason).await;
