@@ -128,5 +128,8 @@ async fn a_stale_owner_cannot_overwrite_the_new_owners_state() {
         .await
         .expect("flush b");
     assert_eq!(stored_seq(&url).await, 7, "b's late write was fenced too");
-    assert_eq!(store_b.health().fenced_total, 1);
+    // b wrote twice (seq 7 and 8): one fenced write when the store coalesced them, two when
+    // the first was already on its way; either way nothing of b's landed.
+    let fenced = store_b.health().fenced_total;
+    assert!((1..=2).contains(&fenced), "fenced {fenced}");
 }
