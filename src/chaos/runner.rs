@@ -136,6 +136,10 @@ pub async fn run(opts: &RunOptions) -> Result<Report, RunError> {
     spec.node_settings = scenario.cluster.settings.clone();
     if scenario.cluster.models == ModelsMode::DeployFixtures {
         let root = std::path::absolute(opts.out.join("models")).map_err(io(&opts.out))?;
+        // The run's own output: a previous run into the same folder leaves its fixtures.
+        if root.exists() {
+            std::fs::remove_dir_all(&root).map_err(io(&root))?;
+        }
         model_fixtures::write_deploy_fixtures(&root)
             .map_err(|e| RunError::Model(format!("deploy fixtures: {e}")))?;
         spec.node_settings
