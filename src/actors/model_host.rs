@@ -136,6 +136,27 @@ impl ModelHost {
         }
     }
 
+    /// [`ModelHost::infer`] for live or mirrored traffic, counted in this version's gate
+    /// statistics (latency and output sanity of an answer, or a failure).
+    pub async fn infer_counted(
+        &self,
+        request_id: String,
+        rows: usize,
+        obs: Vec<f32>,
+        state: Vec<f32>,
+        deadline: Instant,
+    ) -> Result<JobOutput, InferError> {
+        let started = Instant::now();
+        let result = self.infer(request_id, rows, obs, state, deadline).await;
+        match &result {
+            Ok(out) => self
+                .stats
+                .record_ok(started.elapsed(), &out.logits, &out.values),
+            Err(_) => self.stats.record_error(),
+        }
+        result
+    }
+
     /// The supervision subtree of this model, as a child of the node supervisor.
     pub fn child_spec(self: &Arc<Self>, directory: Directory) -> ChildSpec {
         let host = self.clone();

@@ -31,35 +31,19 @@ use super::{
 };
 use crate::{
     actors::{
-        ModelHost, NodeHandle, ServedModel,
+        InferError, JobOutput, ModelHost, NodeHandle, ServedModel,
         served_model::{Routing, session_bucket},
+        version_stats::OutputCheck,
     },
     sessions::{StepComputed, StepInput, StepOutput, StepRequest},
 };
 
-/// Whether a canary's answer must not reach the client: a server-side failure, or outputs
-/// that are not finite or out of range.
-fn canary_failed(answer: &Result<crate::actors::JobOutput, Status>) -> bool {
-    use crate::actors::version_stats::OutputCheck;
-    match answer {
-        Ok(out) => OutputCheck::of(&out.logits, &out.values) != OutputCheck::Sane,
-        Err(status) => !matches!(
-            status.code(),
-            tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::OutOfRange
-        ),
-    }
-}
-
-/// Counts a failed request against the version that failed it, for the deploy gates. Errors
-/// that describe the request (bad input, unknown model) are the caller's and do not count.
-fn record_failure(host: &ModelHost, status: &Status) {
-    use tonic::Code;
-    if !matches!(
-        status.code(),
-        Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::OutOfRange
-    ) {
-        host.stats.record_error();
-    }
+/// Whether a canary's answer must not reach the client: a failure (every inference error is
+/// the server's), or outputs that are not finite or out of range.
+fn unusable(answer: &Result<JobOutput, InferError>) -> bool {
+    answer.as_ref().map_or(true, |out| {
+        OutputCheck::of(&out.logits, &out.values) != OutputCheck::Sane
+    })
 }
 
 /// The Open Inference Protocol service of a node.
@@ -167,38 +151,29 @@ impl InferenceService {
                 // instead: the gates see the canary's failure, the client does not.
                 let on_canary = host.version != live.version;
                 let kept_obs = (on_canary || shadow.is_some()).then(|| obs.values.clone());
-                let started = Instant::now();
                 let mut local = host
-                    .infer(
+                    .infer_counted(
                         request_id.clone(),
                         obs.rows,
                         obs.values,
                         Vec::new(),
                         deadline,
                     )
-                    .await
-                    .map_err(Status::from);
-                match &local {
-                    Ok(out) => host
-                        .stats
-                        .record_ok(started.elapsed(), &out.logits, &out.values),
-                    Err(status) => record_failure(&host, status),
-                }
+                    .await;
                 if on_canary
-                    && canary_failed(&local)
+                    && unusable(&local)
                     && let Some(values) = kept_obs.clone()
                 {
                     tracing::debug!(canary = %host.version, "canary answer unusable; answered by the live version");
                     local = live
                         .infer(request_id.clone(), obs.rows, values, Vec::new(), deadline)
-                        .await
-                        .map_err(Status::from);
+                        .await;
                     response.model_version = live.version.clone();
                 }
                 if let (Some(shadow), Some(obs_values), Ok(out)) = (shadow, kept_obs, &local) {
                     mirror::stateless(shadow, request_id, obs.rows, obs_values, out, deadline);
                 }
-                let out = match local {
+                let out = match local.map_err(Status::from) {
                     Ok(out) => out,
                     Err(status) if may_spill && !spill_first && spill::is_spillable(&status) => {
                         return match spill::target(&self.node, &host.name) {
@@ -324,19 +299,12 @@ impl InferenceService {
                     .cloned();
                 let mirrored = shadow.as_ref().map(|_| (obs.clone(), state.clone()));
                 let on_canary = host.version != live.version;
-                let started = Instant::now();
                 let mut result = host
-                    .infer(request_id.clone(), 1, obs.clone(), state, deadline)
+                    .infer_counted(request_id.clone(), 1, obs.clone(), state, deadline)
                     .await;
-                match &result {
-                    Ok(out) => host
-                        .stats
-                        .record_ok(started.elapsed(), &out.logits, &out.values),
-                    Err(e) => record_failure(&host, &Status::from(e.clone())),
-                }
                 // A session on a canary whose step fails or is not sane moves to the live
                 // version (and stays there).
-                if on_canary && canary_failed(&result.clone().map_err(Status::from)) {
+                if on_canary && unusable(&result) {
                     tracing::info!(canary = %host.version, live = %live.version, "canary step unusable; the session moves to the live version");
                     let state =
                         rewarm(&live, &input.recent_obs, input.state, &request_id, deadline)

@@ -49,9 +49,8 @@ pub fn stateless(
     }
     let live = live.clone();
     tokio::spawn(async move {
-        let started = Instant::now();
-        match shadow
-            .infer(
+        if let Ok(out) = shadow
+            .infer_counted(
                 format!("{request_id}-shadow"),
                 rows,
                 obs,
@@ -60,13 +59,7 @@ pub fn stateless(
             )
             .await
         {
-            Ok(out) => {
-                shadow
-                    .stats
-                    .record_ok(started.elapsed(), &out.logits, &out.values);
-                compare(&shadow, &live, &out, rows);
-            }
-            Err(_) => shadow.stats.record_error(),
+            compare(&shadow, &live, &out, rows);
         }
     });
 }
@@ -90,19 +83,12 @@ pub fn session_step(
     let live = live.clone();
     let state = model.shadow_state(&session_id).unwrap_or(live_state);
     tokio::spawn(async move {
-        let started = Instant::now();
-        match shadow
-            .infer(format!("{request_id}-shadow"), 1, obs, state, deadline)
+        if let Ok(out) = shadow
+            .infer_counted(format!("{request_id}-shadow"), 1, obs, state, deadline)
             .await
         {
-            Ok(out) => {
-                shadow
-                    .stats
-                    .record_ok(started.elapsed(), &out.logits, &out.values);
-                compare(&shadow, &live, &out, 1);
-                model.set_shadow_state(&session_id, out.state);
-            }
-            Err(_) => shadow.stats.record_error(),
+            compare(&shadow, &live, &out, 1);
+            model.set_shadow_state(&session_id, out.state);
         }
     });
 }
