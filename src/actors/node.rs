@@ -283,42 +283,44 @@ impl NodeHandle {
         self.models.values().flat_map(|m| m.hosts())
     }
 
-    /// Starts a loaded version's supervision subtree under the node's root supervisor.
-    pub async fn start_version(&self, host: &Arc<ModelHost>) -> Result<(), NodeError> {
-        let spec = host.child_spec(self.directory.clone());
-        match self
-            .root
-            .call(
-                |reply| SupervisorMsg::StartChild(spec, reply),
-                Some(Duration::from_secs(10)),
-            )
-            .await
-        {
-            Ok(CallResult::Success(Ok(_))) => Ok(()),
-            Ok(CallResult::Success(Err(e))) => Err(NodeError::Spawn(e.to_string())),
-            Ok(CallResult::Timeout) => Err(NodeError::Tree("starting a version timed out".into())),
+    /// Asks the root supervisor; `what` names the request in a timeout error.
+    async fn call_root<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> SupervisorMsg,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<T, NodeError> {
+        match self.root.call(msg, Some(timeout)).await {
+            Ok(CallResult::Success(answer)) => Ok(answer),
+            Ok(CallResult::Timeout) => Err(NodeError::Tree(format!("{what} timed out"))),
             Ok(CallResult::SenderError) => Err(NodeError::Tree("root supervisor is gone".into())),
             Err(e) => Err(NodeError::Tree(e.to_string())),
         }
     }
 
+    /// Starts a loaded version's supervision subtree under the node's root supervisor.
+    pub async fn start_version(&self, host: &Arc<ModelHost>) -> Result<(), NodeError> {
+        let spec = host.child_spec(self.directory.clone());
+        self.call_root(
+            |reply| SupervisorMsg::StartChild(spec, reply),
+            Duration::from_secs(10),
+            "starting a version",
+        )
+        .await?
+        .map(|_| ())
+        .map_err(|e| NodeError::Spawn(e.to_string()))
+    }
+
     /// Stops a version's subtree (its queue drains first) and removes it from the tree.
     pub async fn stop_version(&self, host: &Arc<ModelHost>) -> Result<(), NodeError> {
         host.queue.drain();
-        match self
-            .root
-            .call(
-                |reply| SupervisorMsg::TerminateChild(host.prefix.clone(), reply),
-                Some(Duration::from_secs(10)),
-            )
-            .await
-        {
-            Ok(CallResult::Success(Ok(()))) => Ok(()),
-            Ok(CallResult::Success(Err(e))) => Err(NodeError::Spawn(e.to_string())),
-            Ok(CallResult::Timeout) => Err(NodeError::Tree("stopping a version timed out".into())),
-            Ok(CallResult::SenderError) => Err(NodeError::Tree("root supervisor is gone".into())),
-            Err(e) => Err(NodeError::Tree(e.to_string())),
-        }
+        self.call_root(
+            |reply| SupervisorMsg::TerminateChild(host.prefix.clone(), reply),
+            Duration::from_secs(10),
+            "stopping a version",
+        )
+        .await?
+        .map_err(|e| NodeError::Spawn(e.to_string()))
     }
 
     /// Names of the served models.
@@ -423,16 +425,12 @@ impl NodeHandle {
 
     /// The live supervision tree.
     pub async fn tree(&self) -> Result<TreeNode, NodeError> {
-        match self
-            .root
-            .call(SupervisorMsg::Tree, Some(Duration::from_secs(2)))
-            .await
-        {
-            Ok(CallResult::Success(tree)) => Ok(tree),
-            Ok(CallResult::Timeout) => Err(NodeError::Tree("timed out".to_owned())),
-            Ok(CallResult::SenderError) => Err(NodeError::Tree("root supervisor is gone".into())),
-            Err(e) => Err(NodeError::Tree(e.to_string())),
-        }
+        self.call_root(
+            SupervisorMsg::Tree,
+            Duration::from_secs(2),
+            "the tree request",
+        )
+        .await
     }
 
     /// Refreshes the gauges that are read rather than counted.

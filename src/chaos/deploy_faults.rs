@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::scenario::FaultKind;
 use crate::{
     api::proto::fudo::v1::{
-        DeployRecord, DeployRequest, DeploysRequest, PoisonVersionRequest, SlowShardRequest,
+        DeployRecord, DeployRequest, PoisonVersionRequest, SlowShardRequest,
         admin_client::AdminClient,
     },
     deploy::{cluster, plan::DeployPlan},
@@ -178,16 +179,6 @@ fn node_part(name: &str, serving: Option<String>, record: Option<&DeployRecord>)
     }
 }
 
-async fn newest_record(url: &str, model: &str, version: &str) -> Option<DeployRecord> {
-    let mut admin = AdminClient::connect(url.to_owned()).await.ok()?;
-    let deploys = admin.deploys(DeploysRequest {}).await.ok()?.into_inner();
-    deploys
-        .deploys
-        .into_iter()
-        .rev()
-        .find(|r| r.model == model && r.to_version == version)
-}
-
 /// Runs a cluster deploy from `nodes` (name, URL) and collects every node's part.
 pub async fn deploy(
     fault: usize,
@@ -210,8 +201,18 @@ pub async fn deploy(
     };
     let mut parts = Vec::new();
     for (name, url) in &nodes {
-        let serving = cluster::live_version(url, &request.model).await;
-        let record = newest_record(url, &request.model, &request.version).await;
+        let view = match cluster::admin(url).await {
+            Ok(mut client) => cluster::deploys_of(&mut client).await,
+            Err(_) => None,
+        };
+        let serving = view
+            .as_ref()
+            .and_then(|v| cluster::serving_version(v, &request.model));
+        let record = view.as_ref().and_then(|v| {
+            cluster::newest_record(v, |r| {
+                r.model == request.model && r.to_version == request.version
+            })
+        });
         parts.push(node_part(name, serving, record.as_ref()));
     }
     let bake_s = DeployPlan::from_request(&request)
@@ -242,20 +243,18 @@ async fn when_loaded(
     let mut clients = Vec::new();
     for url in urls {
         loop {
-            let loaded = match AdminClient::connect(url.clone()).await {
+            let loaded = match cluster::admin(url).await {
                 Ok(mut admin) => {
-                    let serving = admin
-                        .deploys(DeploysRequest {})
-                        .await
-                        .map(|r| r.into_inner().serving)
-                        .unwrap_or_default();
-                    let loaded = serving
+                    let view = cluster::deploys_of(&mut admin).await.unwrap_or_default();
+                    let loaded = view
+                        .serving
                         .iter()
                         .any(|s| s.model == model && s.loaded.iter().any(|v| v == version));
                     // Past its warm-up: the fault makes a version go bad with live traffic.
-                    let warm = newest_record(url, model, version)
-                        .await
-                        .is_some_and(|r| !matches!(r.phase.as_str(), "loading" | "warming"));
+                    let warm = cluster::newest_record(&view, |r| {
+                        r.model == model && r.to_version == version
+                    })
+                    .is_some_and(|r| !matches!(r.phase.as_str(), "loading" | "warming"));
                     (loaded && warm).then_some(admin)
                 }
                 Err(_) => None,
@@ -275,9 +274,27 @@ async fn when_loaded(
     Ok(clients)
 }
 
+/// Injects a `poison-version` or `slow-version` fault on every node once the version is loaded
+/// and warmed up there.
+pub async fn spoil(urls: Vec<String>, kind: &FaultKind) -> Result<String, String> {
+    match kind {
+        FaultKind::PoisonVersion {
+            model,
+            version,
+            nan_after,
+        } => poison(urls, model.clone(), version.clone(), *nan_after).await,
+        FaultKind::SlowVersion {
+            model,
+            version,
+            delay_ms,
+        } => slow(urls, model.clone(), version.clone(), *delay_ms).await,
+        other => Err(format!("{} does not spoil a version", other.name())),
+    }
+}
+
 /// Makes `version` answer NaN after `nan_after` more rows on every node, once it is loaded and
 /// warmed up.
-pub async fn poison(
+async fn poison(
     urls: Vec<String>,
     model: String,
     version: String,
@@ -300,7 +317,7 @@ pub async fn poison(
 }
 
 /// Slows every forward pass of `version` by `delay_ms` on every node, once it is loaded.
-pub async fn slow(
+async fn slow(
     urls: Vec<String>,
     model: String,
     version: String,

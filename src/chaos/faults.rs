@@ -367,15 +367,11 @@ impl<'a> Injector<'a> {
                     fault.kind.target()
                 ))
             }
-            FaultKind::PoisonVersion {
-                model,
-                version,
-                nan_after,
-            } => {
+            FaultKind::PoisonVersion { .. } | FaultKind::SlowVersion { .. } => {
                 let urls = self.node_urls().into_iter().map(|(_, u)| u).collect();
-                let (model, version, nan_after) = (model.clone(), version.clone(), *nan_after);
+                let kind = fault.kind.clone();
                 self.in_background(fault.index, async move {
-                    deploy_faults::poison(urls, model, version, nan_after)
+                    deploy_faults::spoil(urls, &kind)
                         .await
                         .map_err(|reason| FaultError::Admin {
                             node: "every node".into(),
@@ -383,28 +379,9 @@ impl<'a> Injector<'a> {
                         })
                 });
                 Ok(format!(
-                    "waiting for {} to load, then poisoning it",
-                    fault.kind.target()
-                ))
-            }
-            FaultKind::SlowVersion {
-                model,
-                version,
-                delay_ms,
-            } => {
-                let urls = self.node_urls().into_iter().map(|(_, u)| u).collect();
-                let (model, version, delay_ms) = (model.clone(), version.clone(), *delay_ms);
-                self.in_background(fault.index, async move {
-                    deploy_faults::slow(urls, model, version, delay_ms)
-                        .await
-                        .map_err(|reason| FaultError::Admin {
-                            node: "every node".into(),
-                            reason,
-                        })
-                });
-                Ok(format!(
-                    "waiting for {} to load, then slowing it",
-                    fault.kind.target()
+                    "waiting for {} to load and warm up on every node, then {}",
+                    fault.kind.target(),
+                    fault.kind.name()
                 ))
             }
             FaultKind::ConnectionCut { node } => {

@@ -288,15 +288,12 @@ fn serving_text(load: &NodeLoad) -> String {
 
 /// `fudo ctl deploys`: every node's serving versions, then this node's deploy history.
 async fn print_deploys(target: &str, json: bool) -> anyhow::Result<()> {
-    let nodes = crate::deploy::cluster::discover(&[target.to_owned()]).await?;
+    use crate::deploy::cluster;
+    let nodes = cluster::discover(&[target.to_owned()]).await?;
     let mut per_node = Vec::new();
     for node in &nodes {
-        let answer = match AdminClient::connect(node.url.clone()).await {
-            Ok(mut c) => c
-                .deploys(DeploysRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner()),
+        let answer = match cluster::admin(&node.url).await {
+            Ok(mut client) => cluster::deploys_of(&mut client).await,
             Err(_) => None,
         };
         per_node.push((node, answer));

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tonic::transport::Channel;
 
 use crate::api::proto::fudo::v1::{
-    DeployRecord, DeployRequest, DeploysRequest, MembersRequest, RollbackRequest,
+    DeployRecord, DeployRequest, DeploysRequest, DeploysResponse, MembersRequest, RollbackRequest,
     admin_client::AdminClient, cluster_client::ClusterClient,
 };
 
@@ -79,7 +79,8 @@ pub struct NodeOutcome {
     pub serving: bool,
 }
 
-async fn admin(url: &str) -> Result<AdminClient<Channel>, tonic::Status> {
+/// An admin client for `url` (2 s to connect, 15 s per call).
+pub async fn admin(url: &str) -> Result<AdminClient<Channel>, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| tonic::Status::invalid_argument(format!("bad URL {url}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
@@ -129,20 +130,32 @@ pub async fn discover(seeds: &[String]) -> Result<Vec<NodeRef>, ClusterDeployErr
     Err(ClusterDeployError::NoNode(seeds.to_vec()))
 }
 
+/// A node's deploy view (`fudo.v1.Admin/Deploys`): what each model serves, and its deploy
+/// history (`None`: the node did not answer).
+pub async fn deploys_of(client: &mut AdminClient<Channel>) -> Option<DeploysResponse> {
+    Some(client.deploys(DeploysRequest {}).await.ok()?.into_inner())
+}
+
+/// The version `model` serves in a node's deploy view.
+pub fn serving_version(view: &DeploysResponse, model: &str) -> Option<String> {
+    view.serving
+        .iter()
+        .find(|s| s.model == model)
+        .map(|s| s.live.clone())
+}
+
+/// The newest record in a node's deploy view that `matches`.
+pub fn newest_record(
+    view: &DeploysResponse,
+    matches: impl Fn(&DeployRecord) -> bool,
+) -> Option<DeployRecord> {
+    view.deploys.iter().rev().find(|r| matches(r)).cloned()
+}
+
 /// What `node` serves for `model` now (`None`: unreachable).
 pub async fn live_version(url: &str, model: &str) -> Option<String> {
     let mut client = admin(url).await.ok()?;
-    let deploys = client.deploys(DeploysRequest {}).await.ok()?.into_inner();
-    deploys
-        .serving
-        .into_iter()
-        .find(|s| s.model == model)
-        .map(|s| s.live)
-}
-
-async fn record(client: &mut AdminClient<Channel>, id: &str) -> Option<DeployRecord> {
-    let deploys = client.deploys(DeploysRequest {}).await.ok()?.into_inner();
-    deploys.deploys.into_iter().rev().find(|r| r.id == id)
+    serving_version(&deploys_of(&mut client).await?, model)
 }
 
 /// Starts the deploy on `node` and waits until it succeeded (record id) or failed.
@@ -170,7 +183,8 @@ async fn deploy_node(
     let mut last_phase = String::new();
     loop {
         tokio::time::sleep(POLL).await;
-        let Some(rec) = record(&mut client, &id).await else {
+        let view = deploys_of(&mut client).await;
+        let Some(rec) = view.and_then(|v| newest_record(&v, |r| r.id == id)) else {
             // The node is unreachable (or restarted and lost its history): the final check
             // decides whether it serves the version.
             progress(format!("{}: unreachable during its deploy", node.node));
@@ -224,16 +238,11 @@ pub async fn roll_back_all(
         match answer {
             Ok(_) => progress(format!("{}: rolled back", node.node)),
             Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                let deploys = client
-                    .deploys(DeploysRequest {})
-                    .await
-                    .map(|r| r.into_inner());
-                let previous = deploys.ok().and_then(|d| {
-                    d.deploys
-                        .into_iter()
-                        .rev()
-                        .find(|r| r.model == req.model && r.to_version == req.version)
-                        .map(|r| r.from_version)
+                let previous = deploys_of(&mut client).await.and_then(|view| {
+                    newest_record(&view, |r| {
+                        r.model == req.model && r.to_version == req.version
+                    })
+                    .map(|r| r.from_version)
                 });
                 let Some(previous) = previous.filter(|v| !v.is_empty()) else {
                     progress(format!(

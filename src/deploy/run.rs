@@ -91,22 +91,22 @@ impl Judge {
         }
     }
 
+    /// The p99 of `window` when it holds enough answers for the latency gate to judge by.
+    fn p99_to_judge(&self, window: &StatsWindow) -> Option<f64> {
+        (window.latency_us.len() >= self.gates.min_requests).then(|| window.p99_ms())
+    }
+
     /// Whether the baseline holds enough answers for the latency gate.
     fn has_baseline(&self) -> bool {
-        self.baseline.latency_us.len() >= self.gates.min_requests
+        self.p99_to_judge(&self.baseline).is_some()
     }
 
     /// The old version's p99 to compare with: its recent window while it still takes enough
-    /// traffic, else what it did before traffic moved.
+    /// traffic, else what it did before traffic moved (0: unknown).
     fn baseline_p99(&self) -> f64 {
-        let blue = merged(&self.blue_recent);
-        if blue.latency_us.len() >= self.gates.min_requests {
-            blue.p99_ms()
-        } else if self.baseline.latency_us.len() >= self.gates.min_requests {
-            self.baseline.p99_ms()
-        } else {
-            0.0
-        }
+        self.p99_to_judge(&merged(&self.blue_recent))
+            .or_else(|| self.p99_to_judge(&self.baseline))
+            .unwrap_or(0.0)
     }
 
     fn tick(&mut self, compare: bool, record: &RecordHandle) -> Result<(), String> {
@@ -131,11 +131,7 @@ impl Judge {
     fn close_baseline(&mut self, record: &RecordHandle) {
         if self.baseline_open {
             self.baseline_open = false;
-            let p99 = if self.baseline.latency_us.len() >= self.gates.min_requests {
-                self.baseline.p99_ms()
-            } else {
-                0.0
-            };
+            let p99 = self.p99_to_judge(&self.baseline).unwrap_or(0.0);
             record.baseline(p99);
             if p99 == 0.0 {
                 record.event("too little traffic before the switch for a latency baseline; the p99 gate compares with the old version's concurrent traffic only");

@@ -180,34 +180,22 @@ impl FaultKind {
     /// The fault with its own durations (a deploy's shadow, steps, bake and retire windows)
     /// scaled like the scenario's times, for the short form; none shorter than 0.5 s.
     #[must_use]
-    pub fn scaled(self, k: f64) -> Self {
-        let scale = |v: f64| if v > 0.0 { (v * k).max(0.5) } else { v };
-        match self {
-            FaultKind::Deploy {
-                model,
-                version,
-                strategy,
-                shadow_s,
-                bake_s,
-                step_s,
-                steps_pct,
-                retire_s,
-                migrate_sessions,
-                expect,
-            } => FaultKind::Deploy {
-                model,
-                version,
-                strategy,
-                shadow_s: scale(shadow_s),
-                bake_s: scale(bake_s),
-                step_s: scale(step_s),
-                steps_pct,
-                retire_s: scale(retire_s),
-                migrate_sessions,
-                expect,
-            },
-            other => other,
+    pub fn scaled(mut self, k: f64) -> Self {
+        if let FaultKind::Deploy {
+            shadow_s,
+            bake_s,
+            step_s,
+            retire_s,
+            ..
+        } = &mut self
+        {
+            for v in [shadow_s, bake_s, step_s, retire_s] {
+                if *v > 0.0 {
+                    *v = (*v * k).max(0.5);
+                }
+            }
         }
+        self
     }
 
     /// The admin request a `deploy` fault sends (`None` for other kinds).
