@@ -41,9 +41,12 @@ fn snapshot(seq: u64) -> SessionSnapshot {
 }
 
 async fn direct(port: u16) -> redis::aio::MultiplexedConnection {
+    // WAIT blocks up to its own timeout (2 s here), longer than the client's default 500 ms.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(5)));
     redis::Client::open(("127.0.0.1", port))
         .expect("client")
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect directly")
 }

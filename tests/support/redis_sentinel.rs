@@ -39,12 +39,21 @@ impl SentinelSetup {
             std::fs::create_dir_all(&d).expect("create dir");
             d
         };
-        let primary = Redis::start(&server, primary_port, &sub("primary"));
+        // Redis 7 waits 5 s (repl-diskless-sync-delay) before a full sync, as long as the waits
+        // below: start replicas at once, on both servers (either may be primary later).
+        let no_delay = ["--repl-diskless-sync-delay", "0"];
+        let primary = Redis::start_with(&server, primary_port, &sub("primary"), &no_delay);
         let replica = Redis::start_with(
             &server,
             replica_port,
             &sub("replica"),
-            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &primary_port.to_string(),
+                no_delay[0],
+                no_delay[1],
+            ],
         );
         wait_until("the replica to sync", Duration::from_secs(5), || {
             info(replica_port, "replication").contains("master_link_status:up")
