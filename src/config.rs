@@ -137,13 +137,26 @@ pub struct SessionsConfig {
     /// `memory` (the embedded default) or `redis`.
     pub backend: SessionBackend,
     /// Redis URL when `backend = "redis"`: either one server, `redis://host:port/db` (any URL
-    /// the redis crate accepts), or Redis Sentinel,
+    /// the redis crate accepts), with TLS and AUTH
+    /// `rediss://[user]:password@host:port/db` (e.g. AWS ElastiCache with in-transit
+    /// encryption: `rediss://:<auth-token>@<primary-endpoint>:6379`; the server certificate is
+    /// verified, against the built-in Mozilla roots, which include Amazon's, or against
+    /// `redis_ca_file`), or Redis Sentinel,
     /// `redis+sentinel://host1:port1,host2:port2/<master-name>[/<db>]` (port defaults to
-    /// 26379; IPv6 hosts in brackets; no credentials, query or TLS). With Sentinel, every
-    /// (re)connect asks the sentinels in order for the current primary of `<master-name>` and
-    /// checks with `ROLE` that it is one, so the store follows a failover without losing
-    /// buffered writes. Env `FUDO_SESSIONS_REDIS_URL`, `--set sessions.redis_url=...`.
+    /// 26379; IPv6 hosts in brackets; no credentials, query or TLS: TLS is only for the
+    /// single-server URL). With Sentinel, every (re)connect asks the sentinels in order for the
+    /// current primary of `<master-name>` and checks with `ROLE` that it is one, so the store
+    /// follows a failover without losing buffered writes. The password never appears in logs or
+    /// errors (shown as `***`); prefer the environment over a file for it. Env
+    /// `FUDO_SESSIONS_REDIS_URL`, `--set sessions.redis_url=...`.
     pub redis_url: String,
+    /// PEM file with the CA certificate(s) to trust for a `rediss://` `redis_url`, instead of
+    /// the built-in roots (for a Redis behind a private CA; not needed for ElastiCache).
+    /// Unset (or empty): the built-in roots. Checked at start: a file that does not exist or
+    /// holds no PEM certificate is a configuration error, and so is one set for a `redis://`
+    /// or `redis+sentinel://` URL while `backend = "redis"`. Env
+    /// `FUDO_SESSIONS_REDIS_CA_FILE`, `--set sessions.redis_ca_file=/etc/fudo/redis-ca.pem`.
+    pub redis_ca_file: Option<PathBuf>,
     /// Past step results kept per session so retried steps are answered without stepping.
     pub retained_results: usize,
     /// Idle sessions leave memory after this many seconds (they stay in Redis).
@@ -158,10 +171,20 @@ impl Default for SessionsConfig {
         Self {
             backend: SessionBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
+            redis_ca_file: None,
             retained_results: 32,
             idle_ttl_s: 600,
             replay_window: crate::sessions::DEFAULT_REPLAY_WINDOW,
         }
+    }
+}
+
+impl SessionsConfig {
+    /// [`SessionsConfig::redis_ca_file`], with an empty path read as unset.
+    pub fn redis_ca_file(&self) -> Option<&std::path::Path> {
+        self.redis_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
     }
 }
 
@@ -362,6 +385,19 @@ impl Config {
         if !(0.0..=1.0).contains(&c.spill_queue_ratio) {
             return bad("cluster.spill_queue_ratio must be between 0 and 1");
         }
+        let s = &self.sessions;
+        if let Some(ca_file) = s.redis_ca_file() {
+            crate::sessions::load_ca_file(ca_file)
+                .map_err(|e| ConfigError::Invalid(format!("sessions.redis_ca_file: {e}")))?;
+            if s.backend == SessionBackend::Redis && !is_tls_url(&s.redis_url) {
+                return Err(ConfigError::Invalid(format!(
+                    "sessions.redis_ca_file is set, but sessions.redis_url ({}) is not a \
+                     rediss:// URL; TLS (and its CA file) is only for a single-server \
+                     rediss://[user]:password@host:port/db URL",
+                    crate::sessions::redact_url(&s.redis_url)
+                )));
+            }
+        }
         if let Some(p) = c
             .peers
             .iter()
@@ -373,6 +409,13 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `url` names a Redis server over TLS (`rediss://`, or the redis crate's `valkeys://`).
+fn is_tls_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys")
+    })
 }
 
 /// Maps `FUDO_MODELS_MAX_BATCH` to `("models", "max_batch")` for the known sections.
@@ -448,6 +491,72 @@ mod tests {
         let path = dir.path().join("fudo.toml");
         std::fs::write(&path, toml::to_string(&c).expect("serialize")).expect("write");
         assert_eq!(Config::load_from(Some(&path), &[], &[]).expect("load"), c);
+    }
+
+    #[test]
+    fn redis_ca_file_is_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let set = |path: &std::path::Path, url: &str| {
+            Config::load_from(
+                None,
+                &[],
+                &[
+                    "sessions.backend=redis".to_owned(),
+                    format!("sessions.redis_url={url}"),
+                    format!("sessions.redis_ca_file={}", path.display()),
+                ],
+            )
+        };
+        let tls = "rediss://:s3cret@redis.internal:6379";
+
+        let missing = dir.path().join("missing.pem");
+        let err = set(&missing, tls).unwrap_err().to_string();
+        assert!(err.contains("sessions.redis_ca_file"), "{err}");
+        assert!(
+            err.contains("missing.pem") && err.contains("does not exist"),
+            "{err}"
+        );
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").expect("write");
+        let err = set(&garbage, tls).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let err = set(&broken, tls).unwrap_err().to_string();
+        assert!(err.contains("broken.pem"), "{err}");
+
+        let ca = rcgen::generate_simple_self_signed(vec!["redis.internal".to_owned()])
+            .expect("certificate");
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.cert.pem()).expect("write");
+        let c = set(&good, tls).expect("a PEM certificate for a rediss:// URL");
+        assert_eq!(c.sessions.redis_ca_file(), Some(good.as_path()));
+        let err = set(&good, "redis://:s3cret@redis.internal:6379")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a rediss:// URL"), "{err}");
+        assert!(!err.contains("s3cret") && err.contains(":***@"), "{err}");
+        let err = set(&good, "redis+sentinel://s1,s2/mymaster")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a rediss:// URL"), "{err}");
+        // Irrelevant (memory backend), but still checked.
+        let memory = Config::load_from(
+            None,
+            &[],
+            &[format!("sessions.redis_ca_file={}", missing.display())],
+        );
+        assert!(memory.is_err());
+
+        // An empty path is unset.
+        let c = set(std::path::Path::new(""), tls).expect("empty is unset");
+        assert_eq!(c.sessions.redis_ca_file(), None);
     }
 
     #[test]

@@ -21,12 +21,15 @@
 //! Layout: [`table`] (the state machine and the per-session locking), [`snapshot`] (what is
 //! stored and its binary encoding), [`store`] (the store enum and the memory store),
 //! [`redis_store`] (the Redis write-through writer), `redis_conn` (its connection, direct or
-//! through Sentinel discovery), [`redis_target`] (the parsed `sessions.redis_url`), [`error`].
+//! through Sentinel discovery), [`redis_target`] (the parsed `sessions.redis_url`, and the
+//! redaction of its password), [`redis_tls`] (`rediss://` and the private CA of
+//! `sessions.redis_ca_file`), [`error`].
 
 pub mod error;
 mod redis_conn;
 pub mod redis_store;
 pub mod redis_target;
+pub mod redis_tls;
 pub mod snapshot;
 pub mod store;
 pub mod table;
@@ -37,7 +40,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{SessionError, StepError, StoreError};
 pub use redis_store::{RedisStore, RedisStoreOptions};
-pub use redis_target::RedisTarget;
+pub use redis_target::{RedisTarget, redact_url};
+pub use redis_tls::load_ca_file;
 pub use snapshot::{SessionSnapshot, StepRecord};
 pub use store::{MemoryStore, SessionStore, StoreHealth};
 pub use table::SessionTable;

@@ -10,35 +10,14 @@ mod redis_process;
 #[path = "support/session_steps.rs"]
 mod session_steps;
 
-use session_steps::{count, fast_options};
+use session_steps::{DIM, count, fast_options, req, step};
 use std::time::{Duration, Instant};
 
 use redis_process::{Redis, free_port, redis_server};
 
 use fudo::sessions::{
     SessionConfig, SessionError, SessionSnapshot, SessionStore, SessionTable, StepError,
-    StepOutcome, StepRequest,
 };
-
-const DIM: usize = 3;
-
-fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
-    StepRequest {
-        model: "lstm".into(),
-        model_version: "v3".into(),
-        new_version: String::new(),
-        session_id: session.into(),
-        seq,
-        start,
-        end: false,
-        state_dim: DIM,
-        min_epoch: 0,
-    }
-}
-
-async fn step(t: &SessionTable, r: StepRequest) -> StepOutcome {
-    t.step(r, count).await.expect("step")
-}
 
 async fn stored(url: &str, session: &str) -> Option<SessionSnapshot> {
     let client = redis::Client::open(url).unwrap();

@@ -37,7 +37,7 @@ use crate::{
     config::{Config, SessionBackend},
     metrics::Metrics,
     model::{self, ModelError},
-    sessions::{SessionConfig, SessionStore, SessionTable, StoreError},
+    sessions::{RedisStoreOptions, SessionConfig, SessionStore, SessionTable, StoreError},
     supervision::{
         Backoff, ChildSpec, Directory, Intensity, RestartType, Strategy, Supervisor, SupervisorMsg,
         SupervisorSpec, TreeNode, spawn_linked_fn,
@@ -134,7 +134,11 @@ impl Node {
         let store = match config.sessions.backend {
             SessionBackend::Memory => SessionStore::memory(),
             SessionBackend::Redis => {
-                SessionStore::redis(&config.sessions.redis_url, Default::default()).await?
+                let opts = RedisStoreOptions {
+                    ca_file: config.sessions.redis_ca_file().map(ToOwned::to_owned),
+                    ..Default::default()
+                };
+                SessionStore::redis(&config.sessions.redis_url, opts).await?
             }
         };
         let sessions = SessionTable::new(

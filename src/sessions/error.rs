@@ -4,6 +4,7 @@
 //! the API layer maps them to gRPC statuses.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Why a step was refused. Nothing about the session changed when one is returned.
@@ -115,12 +116,23 @@ pub enum StoreError {
         /// The limit.
         after: Duration,
     },
-    /// `sessions.redis_url` is not a valid Redis or Redis Sentinel URL.
+    /// `sessions.redis_url` is not a valid Redis or Redis Sentinel URL (or does not fit the
+    /// TLS settings).
     #[error("invalid redis url {url:?}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, its password replaced by `***` (see
+        /// [`super::redis_target::redact_url`]).
         url: String,
         /// What is wrong with it, and the expected form.
+        reason: String,
+    },
+    /// The CA file to trust for `rediss://` (`sessions.redis_ca_file`) is missing, unreadable
+    /// or holds no usable PEM certificate.
+    #[error("redis CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// No sentinel named a reachable primary for the monitored master.

@@ -1,5 +1,6 @@
 //! The Redis store's connection: one shared multiplexed connection, (re)established on demand,
-//! either to a fixed URL or to the primary that Redis Sentinel currently names.
+//! either to a fixed URL (plain or `rediss://`, see `redis_tls`) or to the primary that Redis
+//! Sentinel currently names (plain TCP only).
 //!
 //! It exists apart from the writer so that "where is the primary" is decided in one place: the
 //! writer and loads only ever see "a connection" or "a failed connect", and every failed round
@@ -26,6 +27,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisConnectionInfo, Role};
 
 use super::redis_target::{HostPort, RedisTarget};
+use super::redis_tls::direct_client;
 use super::{RedisStoreOptions, StoreError};
 
 /// One shared multiplexed connection, (re)established on demand. A generation number keeps a
@@ -56,10 +58,22 @@ struct Sentinels {
 }
 
 impl ConnSlot {
-    /// Fails only on an invalid URL (the redis crate rejects a malformed `redis://` URL).
+    /// Fails only on an invalid URL (the redis crate rejects a malformed `redis://` URL), or a
+    /// CA file that is unusable or set for a URL without TLS.
     pub(super) fn new(target: &RedisTarget, opts: &RedisStoreOptions) -> Result<Self, StoreError> {
         let connector = match target {
-            RedisTarget::Direct(url) => Connector::Direct(redis::Client::open(url.as_str())?),
+            RedisTarget::Direct(url) => {
+                Connector::Direct(direct_client(url, opts.ca_file.as_deref())?)
+            }
+            RedisTarget::Sentinel { .. } if opts.ca_file.is_some() => {
+                return Err(StoreError::InvalidUrl {
+                    url: target.to_string(),
+                    reason: "a CA file (sessions.redis_ca_file) is set, but TLS is not \
+                             supported with Redis Sentinel; use a single-server \
+                             rediss://[user]:password@host:port/db URL"
+                        .to_owned(),
+                });
+            }
             RedisTarget::Sentinel {
                 sentinels,
                 master,

@@ -36,6 +36,7 @@
 //! (`tests/lease_interleavings.rs` found that interleaving).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::redis_conn::ConnSlot;
-use super::redis_target::RedisTarget;
+use super::redis_target::{RedisTarget, redact_url};
 use super::{SessionSnapshot, StoreError, StoreHealth};
 
 /// Tuning of a [`RedisStore`].
@@ -66,6 +67,10 @@ pub struct RedisStoreOptions {
     /// Expiry set on every snapshot key (refreshed by each write); `None` keeps keys forever.
     /// Default `None`.
     pub key_ttl: Option<Duration>,
+    /// PEM file of the CA(s) to trust for a `rediss://` URL instead of the built-in (webpki)
+    /// roots; only for a single-server `rediss://` URL (see [`super::redis_tls`]). Default
+    /// `None`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisStoreOptions {
@@ -79,6 +84,7 @@ impl Default for RedisStoreOptions {
             backoff_max: Duration::from_secs(2),
             max_batch: 1024,
             key_ttl: None,
+            ca_file: None,
         }
     }
 }
@@ -111,6 +117,7 @@ impl Drop for Handle {
 }
 
 struct Shared {
+    /// The URL for logs and `Debug`, its password redacted.
     url: String,
     opts: RedisStoreOptions,
     conn: ConnSlot,
@@ -204,13 +211,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl RedisStore {
     /// Creates the store and its writer task (must run inside a tokio runtime). `url` is a
-    /// redis crate URL or a `redis+sentinel://` URL (see [`RedisTarget`]). Fails only on an
-    /// invalid URL; an unreachable server (or no reachable primary) leaves the store degraded
-    /// until it connects.
+    /// redis crate URL (`rediss://` for TLS) or a `redis+sentinel://` URL (see
+    /// [`RedisTarget`]). Fails only on an invalid URL or an unusable `opts.ca_file`; an
+    /// unreachable server (or no reachable primary, or a failed TLS handshake or `AUTH`)
+    /// leaves the store degraded until it connects. The password in `url` never reaches a log
+    /// line or an error (see [`redact_url`]).
     pub async fn connect(url: &str, opts: RedisStoreOptions) -> Result<Self, StoreError> {
         let target = RedisTarget::parse(url)?;
         let shared = Arc::new(Shared {
-            url: url.to_owned(),
+            url: redact_url(url),
             conn: ConnSlot::new(&target, &opts)?,
             opts,
             pending: Mutex::default(),

@@ -7,6 +7,10 @@
 //! `redis+sentinel://` form is parsed here, into a typed [`RedisTarget`], with errors that say
 //! what is wrong and what a valid URL looks like. Every other URL is passed to the redis crate
 //! untouched, exactly as before.
+//!
+//! A URL can carry a secret (`rediss://:<token>@host:6379`, `rediss://user:pass@host/0`), so
+//! everything that shows one — the store's logs, its `Debug`, [`StoreError::InvalidUrl`],
+//! this type's `Display` and `Debug` — shows it through [`redact_url`].
 
 use std::fmt;
 
@@ -20,14 +24,17 @@ pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
 const FORM: &str = "expected redis+sentinel://host:port[,host:port...]/<master-name>[/<db>]";
 
-/// Where the Redis session store connects.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the Redis session store connects. `Display` and `Debug` hide a password in the URL
+/// (see [`redact_url`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
-    /// A plain redis crate URL (`redis://host:port/db`, `rediss://...`, `unix://...`), used as
-    /// is; the redis crate validates it.
+    /// A plain redis crate URL (`redis://host:port/db`, `rediss://[user]:password@host:port/db`
+    /// for TLS, `unix://...`), used as is; the redis crate validates it.
     Direct(String),
     /// `redis+sentinel://host1:port1,host2:port2/<master>[/<db>]`: ask the sentinels, in
-    /// order, for the current primary of `master` on every (re)connect.
+    /// order, for the current primary of `master` on every (re)connect. Plain TCP only, to the
+    /// sentinels and to the primary: TLS (and a CA file) is only for a single-server
+    /// `rediss://` URL.
     Sentinel {
         /// Sentinel addresses (host, port), asked in this order.
         sentinels: Vec<(String, u16)>,
@@ -44,7 +51,7 @@ impl RedisTarget {
     /// URL (or another `*+sentinel` scheme).
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl {
-            url: url.to_owned(),
+            url: redact_url(url),
             reason,
         };
         let Some((scheme, rest)) = url.split_once("://") else {
@@ -74,7 +81,7 @@ impl std::str::FromStr for RedisTarget {
 impl fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RedisTarget::Direct(url) => f.write_str(url),
+            RedisTarget::Direct(url) => f.write_str(&redact_url(url)),
             RedisTarget::Sentinel {
                 sentinels,
                 master,
@@ -91,6 +98,81 @@ impl fmt::Display for RedisTarget {
             }
         }
     }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTarget::Direct(url) => f.debug_tuple("Direct").field(&redact_url(url)).finish(),
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                db,
+            } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", sentinels)
+                .field("master", master)
+                .field("db", db)
+                .finish(),
+        }
+    }
+}
+
+/// What replaces a password in [`redact_url`].
+pub const REDACTED: &str = "***";
+
+/// `url` as it may be shown in logs and errors: the password of the userinfo replaced by
+/// `***` (`rediss://:***@host:6379`, `rediss://user:***@host:6379/0`; the user name stays),
+/// and so are the values of `pass` / `password` query parameters (the `unix://` form). A URL
+/// without credentials comes back unchanged. Unencoded `@` or `/` in the password are
+/// handled as the redis crate would not (the last `@` before any `?`/`#` ends the userinfo),
+/// so that even a malformed URL does not leak its secret; a string that is no URL at all but
+/// has an `@` loses everything before its last `@`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("{REDACTED}@{host}"),
+            None => url.to_owned(),
+        };
+    };
+    let split = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (head, tail) = rest.split_at(split);
+    let head = match head.rsplit_once('@') {
+        // `unix:///path/with@sign`: no authority, nothing to hide.
+        _ if head.starts_with('/') => head.to_owned(),
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => head.to_owned(),
+    };
+    let tail = match tail.strip_prefix('?') {
+        Some(query) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("pass")
+                            || key.eq_ignore_ascii_case("password") =>
+                    {
+                        format!("{key}={REDACTED}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            match fragment {
+                Some(f) => format!("?{query}#{f}"),
+                None => format!("?{query}"),
+            }
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{head}{tail}")
 }
 
 /// `host:port`, with IPv6 hosts in brackets.

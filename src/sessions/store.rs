@@ -42,10 +42,11 @@ impl SessionStore {
         SessionStore::Memory(MemoryStore::default())
     }
 
-    /// A Redis store for `url`: `redis://host:port/db`, or
+    /// A Redis store for `url`: `redis://host:port/db`, `rediss://[user]:password@host:port/db`
+    /// (TLS; `opts.ca_file` trusts a private CA), or
     /// `redis+sentinel://host1:port1,host2:port2/<master-name>[/<db>]` to follow the primary that
-    /// Redis Sentinel names (see [`super::RedisTarget`]). Fails only on an invalid URL: when
-    /// Redis is unreachable the store starts degraded and connects in the background.
+    /// Redis Sentinel names (see [`super::RedisTarget`]). Fails only on an invalid URL or CA
+    /// file: when Redis is unreachable the store starts degraded and connects in the background.
     pub async fn redis(url: &str, opts: RedisStoreOptions) -> Result<Self, StoreError> {
         Ok(SessionStore::Redis(RedisStore::connect(url, opts).await?))
     }

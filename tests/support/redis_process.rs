@@ -53,8 +53,24 @@ impl Redis {
 
     /// Like [`Redis::start`], with extra command-line arguments (e.g. `--replicaof`).
     pub fn start_with(bin: &Path, port: u16, dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn(bin, &["--port", &port.to_string()], port, dir, extra)
+    }
+
+    /// A throw-away Redis that speaks only TLS, on `tls_port` (the plain port is off); `extra`
+    /// holds the TLS files and any other arguments (`--tls-cert-file`, `--tls-key-file`,
+    /// `--tls-ca-cert-file`, `--tls-auth-clients no`, `--requirepass`...). Needs a
+    /// `redis-server` built with TLS (Debian's is).
+    pub fn start_tls(bin: &Path, tls_port: u16, dir: &Path, extra: &[&str]) -> Self {
+        let ports = ["--port", "0", "--tls-port", &tls_port.to_string()];
+        Self::spawn(bin, &ports, tls_port, dir, extra)
+    }
+
+    /// Starts `bin` with `ports` (the listening arguments) and waits until `port` accepts TCP
+    /// connections.
+    fn spawn(bin: &Path, ports: &[&str], port: u16, dir: &Path, extra: &[&str]) -> Self {
         let child = Command::new(bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)

@@ -1,11 +1,16 @@
-//! What the session-store integration tests share: store options with short timeouts, and a
-//! deterministic counting policy.
+//! What the session-store integration tests share: store options with short timeouts, a
+//! deterministic counting policy, and step requests for it.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
-use fudo::sessions::{RedisStoreOptions, StepComputed, StepOutput};
+use fudo::sessions::{
+    RedisStoreOptions, SessionTable, StepComputed, StepOutcome, StepOutput, StepRequest,
+};
+
+/// State width of the sessions these tests step.
+pub const DIM: usize = 3;
 
 /// Store options with timeouts and backoff short enough for tests.
 pub fn fast_options() -> RedisStoreOptions {
@@ -31,4 +36,24 @@ pub async fn count(prev: Vec<f32>) -> Result<StepComputed, String> {
         moved_to: None,
         observed: Vec::new(),
     })
+}
+
+/// A step of session `session` on model `lstm` version `v3` (`seq` None: the next one).
+pub fn req(session: &str, seq: Option<u64>, start: bool) -> StepRequest {
+    StepRequest {
+        model: "lstm".into(),
+        model_version: "v3".into(),
+        new_version: String::new(),
+        session_id: session.into(),
+        seq,
+        start,
+        end: false,
+        state_dim: DIM,
+        min_epoch: 0,
+    }
+}
+
+/// Runs one step with the counting policy.
+pub async fn step(t: &SessionTable, r: StepRequest) -> StepOutcome {
+    t.step(r, count).await.expect("step")
 }

@@ -14,7 +14,7 @@ fn sentinel(url: &str) -> (Vec<(String, u16)>, String, i64) {
 fn reason(url: &str) -> String {
     match RedisTarget::parse(url) {
         Err(StoreError::InvalidUrl { url: u, reason }) => {
-            assert_eq!(u, url);
+            assert_eq!(u, redact_url(url));
             reason
         }
         other => panic!("expected InvalidUrl for {url:?}, got {other:?}"),
@@ -118,4 +118,53 @@ fn error_message_names_the_url_and_the_form() {
     let msg = err.to_string();
     assert!(msg.contains("redis+sentinel://s1"), "{msg}");
     assert!(msg.contains("<master-name>"), "{msg}");
+}
+
+#[test]
+fn passwords_are_redacted() {
+    let cases = [
+        (
+            "rediss://:s3cr3t-token@master.fudo.abc123.apne1.cache.amazonaws.com:6379",
+            "rediss://:***@master.fudo.abc123.apne1.cache.amazonaws.com:6379",
+        ),
+        (
+            "rediss://fudo:p%40ss@host:6380/2",
+            "rediss://fudo:***@host:6380/2",
+        ),
+        ("redis://user:pa/ss@host/0", "redis://user:***@host/0"),
+        (
+            "redis://:p@ss@host:1/0#insecure",
+            "redis://:***@host:1/0#insecure",
+        ),
+        (
+            "rediss://:tok@[::1]:6379/0?protocol=resp3",
+            "rediss://:***@[::1]:6379/0?protocol=resp3",
+        ),
+        (
+            "unix:///run/redis.sock?db=1&pass=hunter2&user=u",
+            "unix:///run/redis.sock?db=1&pass=***&user=u",
+        ),
+        ("unix:///tmp/a@b.sock", "unix:///tmp/a@b.sock"),
+        ("redis://user@host:6379", "redis://user@host:6379"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("not a url", "not a url"),
+        ("pw@host:6379", "***@host:6379"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+}
+
+#[test]
+fn display_debug_and_errors_hide_the_password() {
+    let target = RedisTarget::parse("rediss://u:hunter2@host:6379/1").expect("direct");
+    assert_eq!(target.to_string(), "rediss://u:***@host:6379/1");
+    let debug = format!("{target:?}");
+    assert!(
+        !debug.contains("hunter2") && debug.contains("u:***@host"),
+        "{debug}"
+    );
+    let err = RedisTarget::parse("redis+sentinel://:hunter2@s1/m").expect_err("credentials");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
 }
