@@ -248,6 +248,19 @@ impl ClusterConfig {
             self.advertise_url.clone()
         }
     }
+
+    /// The peers to link to: `peers` without this node's own URL (`own_url`, compared without
+    /// a trailing slash), so that one peer list can be handed to every node of a cluster (as
+    /// a Kubernetes StatefulSet does) without a node linking to itself and counting itself
+    /// twice in the fencing majority.
+    pub fn peers_except(&self, own_url: &str) -> Vec<String> {
+        let own = own_url.trim_end_matches('/');
+        self.peers
+            .iter()
+            .filter(|p| p.trim_end_matches('/') != own)
+            .cloned()
+            .collect()
+    }
 }
 
 /// Fault injection for chaos runs.
@@ -570,5 +583,25 @@ mod tests {
         let err =
             Config::load_from(None, &[], &["server.grpc_addr=nowhere".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("grpc_addr") || err.to_string().contains("address"));
+    }
+
+    #[test]
+    fn a_node_does_not_link_to_itself() {
+        let cluster = ClusterConfig {
+            peers: vec![
+                "http://fudo-0.fudo-peers:8001".to_owned(),
+                "http://fudo-1.fudo-peers:8001/".to_owned(),
+                "http://fudo-2.fudo-peers:8001".to_owned(),
+            ],
+            ..ClusterConfig::default()
+        };
+        assert_eq!(
+            cluster.peers_except("http://fudo-1.fudo-peers:8001"),
+            [
+                "http://fudo-0.fudo-peers:8001",
+                "http://fudo-2.fudo-peers:8001"
+            ]
+        );
+        assert_eq!(cluster.peers_except("http://elsewhere:8001").len(), 3);
     }
 }

@@ -158,6 +158,7 @@ impl Node {
             url: cluster.advertised(config.server.grpc_addr),
             incarnation: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
         };
+        let peers = cluster.peers_except(&identity.url);
         let heartbeat = Duration::from_millis(cluster.heartbeat_ms);
         let membership = Arc::new(Membership::new(
             MembershipConfig::for_heartbeat(
@@ -165,7 +166,7 @@ impl Node {
                 cluster.phi_threshold,
                 Duration::from_millis(cluster.stability_ms),
             ),
-            &cluster.peers,
+            &peers,
             tokio::time::Instant::now(),
         ));
         let link_auth: Arc<dyn LinkAuth> = Arc::new(SharedToken::new(cluster.link_token.clone()));
@@ -176,7 +177,7 @@ impl Node {
             .iter()
             .map(|m| m.child_spec(directory.clone()))
             .collect();
-        if !cluster.peers.is_empty() {
+        if !peers.is_empty() {
             let slot = handle_slot.clone();
             let ctx = LinkContext {
                 identity: identity.clone(),
@@ -194,7 +195,7 @@ impl Node {
                     max: Duration::from_millis(cluster.reconnect_max_ms),
                 },
             };
-            children.push(cluster_spec(&cluster.peers, ctx, directory.clone()));
+            children.push(cluster_spec(&peers, ctx, directory.clone()));
         }
         children.push(
             ChildSpec::new(
