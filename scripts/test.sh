@@ -5,7 +5,9 @@
 # 2. checks formatting and lints,
 # 3. runs every Rust test (unit, property, integration against real processes and Redis),
 # 4. runs the Python tests, in which an unmodified Triton client drives `fudo serve`,
-# 5. runs every chaos scenario in its short form against a local cluster (release build).
+# 5. checks the infrastructure code offline (terraform/ and deploy/k8s/: HCL parse, checkov,
+#    invariant tests and broken copies, kubernetes-validate --strict),
+# 6. runs every chaos scenario in its short form against a local cluster (release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -30,6 +32,19 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import tritonclient.g
   "$VENV/bin/pip" install -q --disable-pip-version-check 'tritonclient[grpc]' numpy pytest
 fi
 "$VENV/bin/python" -c 'import tritonclient, numpy; print("tritonclient", tritonclient.__version__ if hasattr(tritonclient, "__version__") else "ok")'
+# The infrastructure checks: python-hcl2, kubernetes-validate and pytest in one virtualenv,
+# checkov in its own (it pins a fork of python-hcl2 that would shadow the real one).
+INFRA_VENV=${FUDO_INFRA_VENV:-$HOME/.cache/fudo/infra-venv}
+CHECKOV_VENV=${FUDO_CHECKOV_VENV:-$HOME/.cache/fudo/checkov-venv}
+if ! "$INFRA_VENV/bin/python" -c 'import hcl2, kubernetes_validate, pytest' 2>/dev/null; then
+  python3 -m venv "$INFRA_VENV"
+  "$INFRA_VENV/bin/pip" install -q --disable-pip-version-check -r tests/infra/requirements.txt
+fi
+if ! "$CHECKOV_VENV/bin/checkov" --version >/dev/null 2>&1; then
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check -r tests/infra/requirements-checkov.txt
+fi
+echo "checkov $("$CHECKOV_VENV/bin/checkov" --version)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -44,6 +59,9 @@ cargo test --all-targets --locked
 step "python: tritonclient[grpc] against fudo serve"
 cargo build --locked --bin fudo
 FUDO_BIN="$PWD/target/debug/fudo" "$VENV/bin/pytest" -q tests/python
+
+step "infrastructure, offline: HCL parse, checkov, invariants, broken copies, kubernetes-validate --strict"
+FUDO_CHECKOV="$CHECKOV_VENV/bin/checkov" "$INFRA_VENV/bin/pytest" -q tests/infra
 
 step "chaos scenarios, short forms (release build)"
 ./scripts/chaos.sh --short
