@@ -174,6 +174,7 @@ module "nlb" {
   providers = { aws = aws.tokyo }
 
   name                              = local.name
+  tags                              = { "fudo.io/component" = "edge" }
   vpc_id                            = module.network.vpc_id
   public_subnet_ids                 = module.network.public_subnet_ids
   certificate_arn                   = var.certificate_arn
