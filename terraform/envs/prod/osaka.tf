@@ -66,7 +66,6 @@ module "redis_osaka" {
   num_cache_clusters          = 3
   global_datastore_role       = "secondary"
   global_replication_group_id = module.redis_tokyo.global_replication_group_id
-  notification_topic_arn      = module.monitoring_osaka.warning_topic_arn
 }
 
 module "monitoring_osaka" {
@@ -77,8 +76,10 @@ module "monitoring_osaka" {
   kms_key_arn                = module.security_osaka.kms_key_arns["sns"]
   cluster_name               = module.cluster_osaka.cluster_name
   alarm_emails               = var.alarm_emails
+  redis_alarms_enabled       = true
   redis_replication_group_id = module.redis_osaka.replication_group_id
   redis_num_cache_clusters   = 3
+  nlb_alarms_enabled         = true
   nlb_arn_suffix             = regex("loadbalancer/(net/.+)$", module.edge.nlb_arns["secondary"])[0]
   target_group_arn_suffix    = regex("(targetgroup/.+)$", module.edge.target_group_arns["secondary"])[0]
   nlb_min_healthy_hosts      = 2

@@ -82,7 +82,6 @@ module "redis_tokyo" {
   node_type                  = "cache.r7g.large"
   num_cache_clusters         = 3
   global_datastore_role      = "primary"
-  notification_topic_arn     = module.monitoring_tokyo.warning_topic_arn
 }
 
 module "monitoring_tokyo" {
@@ -93,8 +92,10 @@ module "monitoring_tokyo" {
   kms_key_arn                = module.security_tokyo.kms_key_arns["sns"]
   cluster_name               = module.cluster_tokyo.cluster_name
   alarm_emails               = var.alarm_emails
+  redis_alarms_enabled       = true
   redis_replication_group_id = module.redis_tokyo.replication_group_id
   redis_num_cache_clusters   = 3
+  nlb_alarms_enabled         = true
   nlb_arn_suffix             = regex("loadbalancer/(net/.+)$", module.edge.nlb_arns["primary"])[0]
   target_group_arn_suffix    = regex("(targetgroup/.+)$", module.edge.target_group_arns["primary"])[0]
   nlb_min_healthy_hosts      = 2

@@ -133,7 +133,6 @@ module "redis" {
   node_type                  = "cache.m7g.large"
   num_cache_clusters         = 2
   global_datastore_role      = "none"
-  notification_topic_arn     = module.monitoring.warning_topic_arn
 }
 
 module "audit" {
@@ -199,8 +198,10 @@ module "monitoring" {
   kms_key_arn                = module.security.kms_key_arns["sns"]
   cluster_name               = module.cluster.cluster_name
   alarm_emails               = var.alarm_emails
+  redis_alarms_enabled       = true
   redis_replication_group_id = module.redis.replication_group_id
   redis_num_cache_clusters   = 2
+  nlb_alarms_enabled         = true
   nlb_arn_suffix             = regex("loadbalancer/(net/.+)$", module.nlb.nlb_arn)[0]
   target_group_arn_suffix    = regex("(targetgroup/.+)$", module.nlb.target_group_arn)[0]
   nlb_min_healthy_hosts      = 2

@@ -381,16 +381,17 @@ variable "market_hours_utc" {
   description = <<-EOT
     Window in which Karpenter may not voluntarily disrupt any GPU node (disruption budget nodes = "0"),
     as a UTC cron schedule and a duration. Tokyo Stock Exchange trades 09:00-15:30 JST with pre-open
-    from 08:00 JST; JST = UTC+9, so the default "0 23 * * sun-thu" for "8h" covers 08:00-16:00 JST,
-    Monday to Friday JST. The duration must cover at least 7h30m (08:00-15:30).
+    from 08:00 JST; JST = UTC+9, so the default "30 22 * * sun-thu" for "8h30m" covers 07:30-16:00
+    JST, Monday to Friday JST: from the start of KEDA's burst pre-warm (07:30, deploy/k8s) to
+    after the close. The duration must cover at least 7h30m (08:00-15:30).
   EOT
   type = object({
     schedule = string
     duration = string
   })
   default = {
-    schedule = "0 23 * * sun-thu"
-    duration = "8h"
+    schedule = "30 22 * * sun-thu"
+    duration = "8h30m"
   }
 
   validation {

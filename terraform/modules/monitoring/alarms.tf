@@ -171,9 +171,9 @@ locals {
   # ElastiCache: every member of the replication group, the worst node counts
   ################################################################################
 
-  redis_members = var.redis_replication_group_id == null ? {} : {
+  redis_members = var.redis_alarms_enabled ? {
     for i in range(1, var.redis_num_cache_clusters + 1) : "n${i}" => format("%s-%03d", var.redis_replication_group_id, i)
-  }
+  } : {}
 
   redis_max = "MAX([${join(", ", keys(local.redis_members))}])"
 
@@ -201,7 +201,7 @@ locals {
     }
   }
 
-  redis_alarms = var.redis_replication_group_id == null ? {} : {
+  redis_alarms = !var.redis_alarms_enabled ? {} : {
     for key, spec in local.redis_alarm_specs : key => {
       severity    = spec.severity
       description = spec.description
@@ -231,7 +231,7 @@ locals {
 
   nlb = { LoadBalancer = var.nlb_arn_suffix, TargetGroup = var.target_group_arn_suffix }
 
-  nlb_alarms = var.nlb_arn_suffix == null ? {} : {
+  nlb_alarms = !var.nlb_alarms_enabled ? {} : {
     nlb_unhealthy_targets = {
       severity    = "warning"
       description = "The NLB reports an unhealthy fudo target for 3 minutes (a node failing its gRPC health check; the others carry its traffic)."
@@ -317,8 +317,12 @@ resource "aws_cloudwatch_metric_alarm" "this" {
 
   lifecycle {
     precondition {
-      condition     = (var.nlb_arn_suffix == null) == (var.target_group_arn_suffix == null)
-      error_message = "nlb_arn_suffix and target_group_arn_suffix go together: set both or neither."
+      condition     = !var.nlb_alarms_enabled || (var.nlb_arn_suffix != null && var.target_group_arn_suffix != null)
+      error_message = "nlb_alarms_enabled needs both nlb_arn_suffix and target_group_arn_suffix."
+    }
+    precondition {
+      condition     = !var.redis_alarms_enabled || var.redis_replication_group_id != null
+      error_message = "redis_alarms_enabled needs redis_replication_group_id."
     }
   }
 }
@@ -332,7 +336,7 @@ resource "aws_cloudwatch_metric_alarm" "this" {
 ################################################################################
 
 resource "aws_cloudwatch_composite_alarm" "region_unhealthy" {
-  count = var.nlb_arn_suffix == null ? 0 : 1
+  count = var.nlb_alarms_enabled ? 1 : 0
 
   alarm_name        = "${var.name}-region-unhealthy"
   alarm_description = "This region is failing fudo's clients (error rate) or has too few healthy targets: consider turning its Global Accelerator traffic dial down."

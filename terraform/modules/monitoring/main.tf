@@ -49,6 +49,29 @@ data "aws_iam_policy_document" "topic" {
   }
 
   statement {
+    sid       = "ElastiCacheEvents"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.this[each.key].arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.${local.dns_suffix}"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:events:${local.region}:${local.account_id}:rule/${var.name}-*"]
+    }
+  }
+
+  statement {
     sid       = "CloudWatchAlarms"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.this[each.key].arn]

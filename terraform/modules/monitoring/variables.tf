@@ -152,8 +152,20 @@ variable "traffic_anomaly_band_width" {
 # AWS-side resources
 ################################################################################
 
+variable "redis_alarms_enabled" {
+  description = "Create the ElastiCache alarms (needs redis_replication_group_id). A separate flag, not a null check on the id, because the id is known only after apply and alarm keys must be known at plan time."
+  type        = bool
+  default     = false
+}
+
+variable "nlb_alarms_enabled" {
+  description = "Create the NLB alarms and the composite region-unhealthy alarm (needs nlb_arn_suffix and target_group_arn_suffix). A flag for the same reason as redis_alarms_enabled."
+  type        = bool
+  default     = false
+}
+
 variable "redis_replication_group_id" {
-  description = "ElastiCache replication group of this region (redis module output replication_group_id); null: no Redis alarms."
+  description = "ElastiCache replication group of this region (redis module output replication_group_id); required when redis_alarms_enabled."
   type        = string
   default     = null
 
@@ -208,7 +220,7 @@ variable "redis_memory_threshold" {
 }
 
 variable "nlb_arn_suffix" {
-  description = "ARN suffix (net/<name>/<id>, aws_lb.arn_suffix) of this region's NLB; null: no NLB alarms."
+  description = "ARN suffix (net/<name>/<id>, aws_lb.arn_suffix) of this region's NLB; required when nlb_alarms_enabled."
   type        = string
   default     = null
 

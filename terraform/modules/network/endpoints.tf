@@ -1,6 +1,11 @@
 ################################################################################
-# VPC endpoints: S3 (gateway) and the interface endpoints nodes need to pull
-# images, fetch credentials, use KMS and ship logs without going through NAT.
+# VPC endpoints: S3 (gateway and interface) and the interface endpoints nodes need
+# to pull images, fetch credentials, use KMS and ship logs without going through NAT.
+#
+# S3 also gets an interface endpoint, resolved for everything in the VPC: pods reach
+# S3 (the model repository) at addresses inside the VPC CIDR, which is what fudo's
+# default-deny NetworkPolicy admits on 443 (deploy/k8s/networkpolicy.yaml); through the
+# gateway endpoint alone they would need S3's public ranges.
 ################################################################################
 
 locals {
@@ -56,4 +61,23 @@ resource "aws_vpc_endpoint" "interface" {
   security_group_ids  = [aws_security_group.endpoints.id]
 
   tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
+}
+
+resource "aws_vpc_endpoint" "s3_interface" {
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+  subnet_ids          = [for az in var.azs : aws_subnet.private[az].id]
+  security_group_ids  = [aws_security_group.endpoints.id]
+
+  # With the gateway endpoint beside it, S3's private DNS names resolve to this endpoint for
+  # every client in the VPC, not only for inbound Resolver endpoints.
+  dns_options {
+    private_dns_only_for_inbound_resolver_endpoint = false
+  }
+
+  tags = merge(var.tags, { Name = "${var.name}-s3-interface" })
+
+  depends_on = [aws_vpc_endpoint.s3]
 }

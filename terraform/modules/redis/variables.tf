@@ -183,7 +183,7 @@ variable "log_retention_days" {
 }
 
 variable "notification_topic_arn" {
-  description = "SNS topic for ElastiCache events (failover, node replacement, snapshot failures), e.g. the monitoring module's warning topic. Null: no notifications."
+  description = "Unencrypted SNS topic for ElastiCache's own event notifications; null: none. ElastiCache cannot publish to a KMS-encrypted topic, so the environments leave this null and the monitoring module routes ElastiCache events through EventBridge to its encrypted topics instead."
   type        = string
   default     = null
 

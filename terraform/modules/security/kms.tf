@@ -44,6 +44,45 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
+  # The GPU nodes' EBS volumes are encrypted with the eks key (cluster module, Karpenter's
+  # EC2NodeClass). Launches go through EC2 under whichever principal starts the instance
+  # (Karpenter's role, or the EC2 Spot / Auto Scaling service-linked roles), so the key admits
+  # any principal of this account, but only through EC2 in this region (the EBS pattern from
+  # the KMS and Karpenter documentation).
+  dynamic "statement" {
+    for_each = each.key == "eks" ? [1] : []
+
+    content {
+      sid = "EbsVolumesThroughEc2"
+      actions = [
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:CreateGrant",
+        "kms:DescribeKey",
+      ]
+      resources = ["*"]
+
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["ec2.${local.region}.${local.dns_suffix}"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:CallerAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+
   # CloudWatch Logs encrypts log events with the key under its own service principal,
   # only for log groups of this account and region.
   dynamic "statement" {
@@ -75,19 +114,20 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
-  # CloudWatch alarms publish to the KMS-encrypted SNS topics under their own service
-  # principal; the topic policies restrict them to this account's alarms.
+  # CloudWatch alarms and EventBridge rules (ElastiCache events, monitoring module) publish to
+  # the KMS-encrypted SNS topics under their own service principals; the topic policies
+  # restrict them to this account's alarms and rules.
   dynamic "statement" {
     for_each = each.key == "sns" ? [1] : []
 
     content {
-      sid       = "CloudWatchAlarmsToEncryptedTopics"
+      sid       = "AlarmsAndEventsToEncryptedTopics"
       actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
       resources = ["*"]
 
       principals {
         type        = "Service"
-        identifiers = ["cloudwatch.${local.dns_suffix}"]
+        identifiers = ["cloudwatch.${local.dns_suffix}", "events.${local.dns_suffix}"]
       }
     }
   }

@@ -111,8 +111,8 @@ module "cluster" {
   baseline_gpu_nodes_per_zone = 1
   burst_gpu_limit             = 12
   market_hours_utc = {
-    schedule = "0 23 * * sun-thu"
-    duration = "8h"
+    schedule = "30 22 * * sun-thu"
+    duration = "8h30m"
   }
 }
 

@@ -32,9 +32,11 @@ module "monitoring" {
   error_rate_threshold          = 0.001
   latency_p99_threshold_seconds = 0.05
 
+  redis_alarms_enabled       = true
   redis_replication_group_id = "fudo-example-tokyo"
   redis_num_cache_clusters   = 3
 
+  nlb_alarms_enabled      = true
   nlb_arn_suffix          = "net/fudo-example-tokyo/0123456789abcdef"
   target_group_arn_suffix = "targetgroup/fudo-example-grpc/0123456789abcdef"
   nlb_min_healthy_hosts   = 2
