@@ -10,6 +10,10 @@ and the resources of the providers that are not there (helm, kubectl, random) ar
 checkov and the invariants cannot: an argument a resource does not have, a wrong type, a module
 input that does not exist or is missing, a reference to nothing.
 
+Both environments are also planned (`terraform test` with `command = plan` and mocked aws
+providers, on the example tfvars): values the provider computes stay unknown, as in a real
+plan, so a `for_each` or `count` that depends on them fails here as it would on AWS.
+
 Skipped, saying why, where `terraform` or the mirror is absent; set FUDO_TF_PLUGIN_MIRROR to
 another filesystem mirror to use one.
 """
@@ -114,3 +118,33 @@ def test_a_module_input_that_does_not_exist_fails(adapted: Path, tmp_path: Path)
     assert "nat_gateways_per_az" in main.read_text(encoding="utf-8"), "the edit did not apply"
     err = validate(broken / "envs" / "staging", broken)
     assert err is not None and "Unsupported argument" in err, err
+
+
+MOCK_PROVIDER = """mock_provider "aws" {{
+  alias = "{alias}"
+  mock_data "aws_caller_identity" {{ defaults = {{ account_id = "111122223333" }} }}
+  mock_data "aws_region" {{ defaults = {{ name = "{region}" }} }}
+  mock_data "aws_partition" {{ defaults = {{ partition = "aws", dns_suffix = "amazonaws.com" }} }}
+  mock_data "aws_iam_policy_document" {{ defaults = {{ json = "{{}}" }} }}
+}}
+"""
+
+PLANNED = {
+    "envs/prod": {"tokyo": "ap-northeast-1", "osaka": "ap-northeast-3", "accelerator": "us-west-2"},
+    "envs/staging": {"tokyo": "ap-northeast-1", "osaka": "ap-northeast-3"},
+}
+
+
+@pytest.mark.parametrize("env", sorted(PLANNED))
+def test_environment_plans(adapted: Path, env: str) -> None:
+    root = adapted / env
+    tests = root / "tests"
+    tests.mkdir(exist_ok=True)
+    mocks = "".join(MOCK_PROVIDER.format(alias=a, region=r) for a, r in PLANNED[env].items())
+    (tests / "plan.tftest.hcl").write_text(mocks + 'run "plan" {\n  command = plan\n}\n', encoding="utf-8")
+    shutil.copy(root / "terraform.tfvars.example", root / "terraform.tfvars")
+    err = validate(root, adapted)
+    assert err is None, err
+    env_vars = {**os.environ, "TF_CLI_CONFIG_FILE": str(adapted.parent / "terraformrc"), "TF_IN_AUTOMATION": "1"}
+    proc = subprocess.run([TERRAFORM, "test", "-no-color"], cwd=root, env=env_vars, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "1 passed, 0 failed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
