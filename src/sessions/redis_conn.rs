@@ -27,7 +27,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisConnectionInfo, Role};
 
 use super::redis_target::{HostPort, RedisTarget};
-use super::redis_tls::direct_client;
+use super::redis_tls::{ca_for, direct_client};
 use super::{RedisStoreOptions, StoreError};
 
 /// One shared multiplexed connection, (re)established on demand. A generation number keeps a
@@ -61,19 +61,13 @@ impl ConnSlot {
     /// Fails only on an invalid URL (the redis crate rejects a malformed `redis://` URL), or a
     /// CA file that is unusable or set for a URL without TLS.
     pub(super) fn new(target: &RedisTarget, opts: &RedisStoreOptions) -> Result<Self, StoreError> {
+        let root_cert = opts
+            .ca_file
+            .as_deref()
+            .map(|ca_file| ca_for(target, ca_file))
+            .transpose()?;
         let connector = match target {
-            RedisTarget::Direct(url) => {
-                Connector::Direct(direct_client(url, opts.ca_file.as_deref())?)
-            }
-            RedisTarget::Sentinel { .. } if opts.ca_file.is_some() => {
-                return Err(StoreError::InvalidUrl {
-                    url: target.to_string(),
-                    reason: "a CA file (sessions.redis_ca_file) is set, but TLS is not \
-                             supported with Redis Sentinel; use a single-server \
-                             rediss://[user]:password@host:port/db URL"
-                        .to_owned(),
-                });
-            }
+            RedisTarget::Direct(url) => Connector::Direct(direct_client(url, root_cert)?),
             RedisTarget::Sentinel {
                 sentinels,
                 master,

@@ -14,12 +14,12 @@
 
 use std::path::Path;
 
-use redis::{ConnectionAddr, IntoConnectionInfo, TlsCertificates};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, TlsCertificates};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::StoreError;
-use super::redis_target::redact_url;
+use super::redis_target::{RedisTarget, redact_url};
 
 /// Reads `path`, a PEM file of one or more CA certificates, and checks that every certificate
 /// in it parses and can serve as a trust anchor. Returns the file's bytes, as the redis crate
@@ -52,43 +52,61 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<u8>, StoreError> {
     Ok(pem)
 }
 
-/// The client for a single-server URL: plain, or TLS for `rediss://` (with the CA of
-/// `ca_file` instead of the built-in roots when one is given). Errors name the URL only in
-/// its redacted form.
+/// The CA certificates to trust for `target`, read from `ca_file`: the file must be a usable
+/// PEM file (see [`load_ca_file`]) and the target a single-server `rediss://` URL, since the
+/// Sentinel form is plain TCP only. The one place that rule is decided: the store asks here
+/// when it is created, and so does the configuration check at start.
+pub fn ca_for(target: &RedisTarget, ca_file: &Path) -> Result<Vec<u8>, StoreError> {
+    let tls = match target {
+        RedisTarget::Direct(url) => is_tls(&connection_info(url)?),
+        RedisTarget::Sentinel { .. } => false,
+    };
+    if !tls {
+        return Err(StoreError::InvalidUrl {
+            url: target.to_string(),
+            reason: "a CA file (sessions.redis_ca_file) is set, but this is not a rediss:// URL \
+                     (Redis Sentinel is plain TCP only); TLS and its CA file are only for a \
+                     single-server rediss://[user]:password@host:port/db URL"
+                .to_owned(),
+        });
+    }
+    load_ca_file(ca_file)
+}
+
+/// The client for a single-server URL: plain, or TLS for `rediss://`, trusting `root_cert`
+/// (from [`ca_for`]) instead of the built-in roots when given. Errors name the URL only in its
+/// redacted form.
 pub(super) fn direct_client(
     url: &str,
-    ca_file: Option<&Path>,
+    root_cert: Option<Vec<u8>>,
 ) -> Result<redis::Client, StoreError> {
-    let info = url
-        .into_connection_info()
+    let info = connection_info(url)?;
+    if is_tls(&info) {
+        install_crypto_provider();
+    }
+    Ok(match root_cert {
+        None => redis::Client::open(info)?,
+        Some(root_cert) => redis::Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root_cert),
+            },
+        )?,
+    })
+}
+
+/// `url` as the redis crate reads it; an error names the URL only in its redacted form.
+fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
+    url.into_connection_info()
         .map_err(|e| StoreError::InvalidUrl {
             url: redact_url(url),
             reason: e.to_string(),
-        })?;
-    let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-    if tls {
-        install_crypto_provider();
-    }
-    match ca_file {
-        None => Ok(redis::Client::open(info)?),
-        Some(_) if !tls => Err(StoreError::InvalidUrl {
-            url: redact_url(url),
-            reason: "a CA file (sessions.redis_ca_file) is set, but this is not a rediss:// URL; \
-                     TLS and its CA file are only for a single-server \
-                     rediss://[user]:password@host:port/db URL"
-                .to_owned(),
-        }),
-        Some(path) => {
-            let root_cert = load_ca_file(path)?;
-            Ok(redis::Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                },
-            )?)
-        }
-    }
+        })
+}
+
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr(), ConnectionAddr::TcpTls { .. })
 }
 
 /// Makes ring the process-wide default crypto provider of rustls. The redis crate builds its
