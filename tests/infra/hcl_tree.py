@@ -168,3 +168,17 @@ def resolve(module: Module, value: Any) -> Any:
         for key in filter(None, rest.split(".")):
             value = value.get(key) if isinstance(value, dict) else None
     return value
+
+
+def remove_blocks(text: str, header: str, limit: int | None = None) -> str:
+    """Removes the blocks whose header matches the regex ``header``, each up to its closing
+    brace (``limit``: at most that many), for tests that edit copies of the tree."""
+    removed = 0
+    while (limit is None or removed < limit) and (m := re.search(header + r"[^{\n]*\{", text)):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        text = text[: m.start()] + text[i:]
+        removed += 1
+    return text

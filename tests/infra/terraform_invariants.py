@@ -174,8 +174,13 @@ def redis_ha_and_encrypted(tree: Tree) -> list[str]:
     return bad
 
 
-def _sse_of(module: Module, bucket: Block) -> Block | None:
-    return next((r for r in module.resources_of("aws_s3_bucket_server_side_encryption_configuration") if refers_to(r.body.get("bucket"), bucket)), None)
+def _attached(module: Module, rtype: str, bucket: Block) -> list[Block]:
+    """The ``rtype`` resources (encryption, policy, lock, ...) whose ``bucket`` is ``bucket``."""
+    return [r for r in module.resources_of(rtype) if refers_to(r.body.get("bucket"), bucket)]
+
+
+def _first_attached(module: Module, rtype: str, bucket: Block) -> Block | None:
+    return next(iter(_attached(module, rtype, bucket)), None)
 
 
 def _denies_plain_http(module: Module, policy_expr: Any, bucket: Block) -> bool:
@@ -206,7 +211,7 @@ def buckets_encrypted_and_tls_only(tree: Tree) -> list[str]:
     bad = []
     for rel, module in tree.items():
         for bucket in module.resources_of("aws_s3_bucket"):
-            sse = _sse_of(module, bucket)
+            sse = _first_attached(module, "aws_s3_bucket_server_side_encryption_configuration", bucket)
             if sse is None:
                 bad.append(f"{bucket.where()}: no server-side encryption configuration")
             else:
@@ -215,10 +220,10 @@ def buckets_encrypted_and_tls_only(tree: Tree) -> list[str]:
                     bad.append(f"{bucket.where()}: server-side encryption algorithm {algo!r}")
                 if algo in ("aws:kms", "aws:kms:dsse") and not first(sse.body, "rule", "apply_server_side_encryption_by_default", "kms_master_key_id"):
                     bad.append(f"{bucket.where()}: SSE-KMS without a customer-managed key")
-            pab = next((r for r in module.resources_of("aws_s3_bucket_public_access_block") if refers_to(r.body.get("bucket"), bucket)), None)
+            pab = _first_attached(module, "aws_s3_bucket_public_access_block", bucket)
             if pab is None or not all(pab.body.get(k) is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")):
                 bad.append(f"{bucket.where()}: public access not fully blocked")
-            policies = [r for r in module.resources_of("aws_s3_bucket_policy") if refers_to(r.body.get("bucket"), bucket)]
+            policies = _attached(module, "aws_s3_bucket_policy", bucket)
             if not any(_denies_plain_http(module, p.body.get("policy"), bucket) for p in policies):
                 bad.append(f"{bucket.where()}: no bucket policy denying requests without TLS (aws:SecureTransport = false)")
     return bad
@@ -236,11 +241,11 @@ def audit_bucket_compliance(tree: Tree) -> list[str]:
         if not locked:
             bad.append(f"{rel}: no bucket with object_lock_enabled = true")
         for bucket in locked:
-            lock = next((r for r in module.resources_of("aws_s3_bucket_object_lock_configuration") if refers_to(r.body.get("bucket"), bucket)), None)
+            lock = _first_attached(module, "aws_s3_bucket_object_lock_configuration", bucket)
             mode = first(lock.body, "rule", "default_retention", "mode") if lock else None
             if mode != "COMPLIANCE":
                 bad.append(f"{bucket.where()}: object lock default retention mode is {mode!r}, not COMPLIANCE")
-            versioning = next((r for r in module.resources_of("aws_s3_bucket_versioning") if refers_to(r.body.get("bucket"), bucket)), None)
+            versioning = _first_attached(module, "aws_s3_bucket_versioning", bucket)
             if versioning is None or first(versioning.body, "versioning_configuration", "status") != "Enabled":
                 bad.append(f"{bucket.where()}: versioning not Enabled")
         if not module.resources_of("aws_s3_bucket_replication_configuration"):

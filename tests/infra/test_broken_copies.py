@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hcl_tree import load_tree
+from hcl_tree import load_tree, remove_blocks
 from k8s_invariants import all_checks, fudo_metric_names, load_manifests
 from terraform_invariants import (
     audit_bucket_compliance,
@@ -58,15 +58,10 @@ def remove_block(folder: Path, header: str) -> Path:
         if "examples" in path.parts:
             continue
         text = path.read_text(encoding="utf-8")
-        m = re.search(header + r"[^{]*\{", text)
-        if not m:
-            continue
-        depth, i = 1, m.end()
-        while depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        path.write_text(text[: m.start()] + text[i:], encoding="utf-8")
-        return path
+        edited = remove_blocks(text, header, limit=1)
+        if edited != text:
+            path.write_text(edited, encoding="utf-8")
+            return path
     raise AssertionError(f"no block {header!r} under {folder}")
 
 

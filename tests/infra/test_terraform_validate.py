@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hcl_tree import remove_blocks
 
 MIRROR = Path(os.environ.get("FUDO_TF_PLUGIN_MIRROR", "/opt/tf-plugins"))
 TERRAFORM = shutil.which("terraform")
@@ -45,17 +46,6 @@ ABSENT_PROVIDER_BLOCKS = [
     r'\nprovider\s+"kubectl"',
     r"\n\s*(?:helm|kubectl|random)\s*=\s*",  # required_providers entries
 ]
-
-
-def remove_blocks(text: str, header: str) -> str:
-    """Removes every block whose header matches, up to its closing brace."""
-    while m := re.search(header + r"[^{\n]*\{", text):
-        depth, i = 1, m.end()
-        while depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        text = text[: m.start()] + text[i:]
-    return text
 
 
 def adapt(tree: Path) -> None:
@@ -93,11 +83,20 @@ def adapted(tmp_path_factory: pytest.TempPathFactory, terraform_root: Path) -> P
     return tree
 
 
+def terraform_env(tree: Path) -> dict[str, str]:
+    """The environment Terraform runs in for the adapted copy at ``tree``: its CLI config (the
+    offline mirror) and one unpacked copy of the provider, linked into every root."""
+    return {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(tree.parent / "terraformrc"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_PLUGIN_CACHE_DIR": str(tree.parent / "plugin-cache"),
+    }
+
+
 def validate(root: Path, tree: Path) -> str | None:
     """None if ``root`` initialises and validates; else what Terraform said."""
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": str(tree.parent / "terraformrc"), "TF_IN_AUTOMATION": "1"}
-    # One unpacked copy of the provider, linked into every root, instead of a copy per root.
-    env["TF_PLUGIN_CACHE_DIR"] = str(tree.parent / "plugin-cache")
+    env = terraform_env(tree)
     for command in (["init", "-backend=false", "-input=false", "-no-color"], ["validate", "-no-color"]):
         proc = subprocess.run([TERRAFORM, *command], cwd=root, env=env, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
@@ -153,6 +152,5 @@ def test_environment_plans(adapted: Path, env: str) -> None:
     shutil.copy(root / "terraform.tfvars.example", root / "terraform.tfvars")
     err = validate(root, adapted)
     assert err is None, err
-    env_vars = {**os.environ, "TF_CLI_CONFIG_FILE": str(adapted.parent / "terraformrc"), "TF_IN_AUTOMATION": "1"}
-    proc = subprocess.run([TERRAFORM, "test", "-no-color"], cwd=root, env=env_vars, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([TERRAFORM, "test", "-no-color"], cwd=root, env=terraform_env(adapted), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "1 passed, 0 failed" in proc.stdout, proc.stdout[-4000:] + proc.stderr[-4000:]
