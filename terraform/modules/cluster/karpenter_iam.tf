@@ -7,6 +7,17 @@
 locals {
   karpenter_namespace       = "kube-system"
   karpenter_service_account = "karpenter"
+
+  # What Karpenter creates when it launches a node; it may create these, and tag them while
+  # creating them, only with this cluster's tags (the two statements below).
+  karpenter_launched_resource_arns = [
+    "arn:${local.partition}:ec2:${local.region}:*:fleet/*",
+    "arn:${local.partition}:ec2:${local.region}:*:instance/*",
+    "arn:${local.partition}:ec2:${local.region}:*:volume/*",
+    "arn:${local.partition}:ec2:${local.region}:*:network-interface/*",
+    "arn:${local.partition}:ec2:${local.region}:*:launch-template/*",
+    "arn:${local.partition}:ec2:${local.region}:*:spot-instances-request/*",
+  ]
 }
 
 data "aws_iam_policy_document" "karpenter_controller_assume" {
@@ -73,14 +84,7 @@ data "aws_iam_policy_document" "karpenter_controller" {
       "ec2:CreateFleet",
       "ec2:CreateLaunchTemplate",
     ]
-    resources = [
-      "arn:${local.partition}:ec2:${local.region}:*:fleet/*",
-      "arn:${local.partition}:ec2:${local.region}:*:instance/*",
-      "arn:${local.partition}:ec2:${local.region}:*:volume/*",
-      "arn:${local.partition}:ec2:${local.region}:*:network-interface/*",
-      "arn:${local.partition}:ec2:${local.region}:*:launch-template/*",
-      "arn:${local.partition}:ec2:${local.region}:*:spot-instances-request/*",
-    ]
+    resources = local.karpenter_launched_resource_arns
 
     condition {
       test     = "StringEquals"
@@ -102,16 +106,9 @@ data "aws_iam_policy_document" "karpenter_controller" {
   }
 
   statement {
-    sid     = "AllowScopedResourceCreationTagging"
-    actions = ["ec2:CreateTags"]
-    resources = [
-      "arn:${local.partition}:ec2:${local.region}:*:fleet/*",
-      "arn:${local.partition}:ec2:${local.region}:*:instance/*",
-      "arn:${local.partition}:ec2:${local.region}:*:volume/*",
-      "arn:${local.partition}:ec2:${local.region}:*:network-interface/*",
-      "arn:${local.partition}:ec2:${local.region}:*:launch-template/*",
-      "arn:${local.partition}:ec2:${local.region}:*:spot-instances-request/*",
-    ]
+    sid       = "AllowScopedResourceCreationTagging"
+    actions   = ["ec2:CreateTags"]
+    resources = local.karpenter_launched_resource_arns
 
     condition {
       test     = "StringEquals"
