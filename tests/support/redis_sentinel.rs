@@ -60,9 +60,12 @@ impl SentinelSetup {
         });
         let sentinel =
             Sentinel::start(&sentinel_bin, sentinel_port, primary_port, &sub("sentinel"));
+        // Sentinel learns of the replica from the primary's INFO and then asks the replica
+        // itself; both are repeated every 10 s, so one missed round (a connect that lost a race
+        // on a loaded machine) costs 10 s. Wait out one round, not half of one.
         wait_until(
             "the sentinel to see the replica",
-            Duration::from_secs(5),
+            Duration::from_secs(12),
             || sentinel_replicas(sentinel_port) > 0,
         );
         Some(Self {
