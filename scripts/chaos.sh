@@ -37,6 +37,14 @@ for name in "${NAMES[@]}"; do
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
+  # CI shows only the tail of the log: repeat why each failed scenario failed, last.
+  for name in "${failed[@]}"; do
+    report="$OUT/$name/report.md"
+    [ -f "$report" ] || { echo "chaos: $name wrote no report" >&2; continue; }
+    echo "chaos: $name: $(head -n 1 "$report" | sed 's/^# //')" >&2
+    grep -E '^\*\*Aborted:\*\*|\| \*\*no\*\* \|$' "$report" | sed "s/^/chaos: $name: /" >&2 || true
+    grep -E '^\| (before|during|after) \|' "$report" | sed "s/^/chaos: $name: phase /" >&2 || true
+  done
   echo "chaos: failed: ${failed[*]}" >&2
   exit 1
 fi

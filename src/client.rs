@@ -151,6 +151,14 @@ impl CallState {
     }
 }
 
+/// What an attempt carries: a stateless call (which may hedge) or a session step (which never
+/// does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    Stateless,
+    Session,
+}
+
 impl FudoClient {
     /// Creates lazy channels to every endpoint (nothing is dialled until the first call) and
     /// starts the background prober. Must be called inside a tokio runtime.
@@ -226,7 +234,7 @@ impl FudoClient {
                     inner.hedged_attempt(h, idx, r, &mut call).await
                 }
                 _ => match inner.for_attempt(&mut req, &call) {
-                    Some(r) => inner.attempt(idx, r, &mut call).await,
+                    Some(r) => inner.attempt(idx, r, &mut call, Traffic::Stateless).await,
                     None => return Err(inner.give_up(call)),
                 },
             };
@@ -284,7 +292,10 @@ impl FudoClient {
                 entry.max_epoch
             };
             let stamped = session_replay::with_min_epoch(req.clone(), max_epoch);
-            match inner.attempt(idx, stamped, &mut call).await {
+            match inner
+                .attempt(idx, stamped, &mut call, Traffic::Session)
+                .await
+            {
                 Ok(resp) => {
                     if let Some(seq) = seq {
                         inner.record_step(session_id, seq, req, &resp);
@@ -419,7 +430,7 @@ impl Inner {
             let seq = session_replay::request_seq(&step);
             let stamped = session_replay::with_min_epoch(step.clone(), max_epoch);
             let resp = self
-                .attempt_on(idx, stamped, self.attempt_budget(call))
+                .attempt_on(idx, stamped, self.attempt_budget(call), Traffic::Session)
                 .await?;
             self.replays.fetch_add(1, Ordering::Relaxed);
             if let Some(seq) = seq {
@@ -502,11 +513,12 @@ impl Inner {
         idx: usize,
         req: ModelInferRequest,
         call: &mut CallState,
+        traffic: Traffic,
     ) -> Result<ModelInferResponse, Status> {
         call.attempts += 1;
         call.tried.push(idx);
         let budget = self.attempt_budget(call);
-        self.attempt_on(idx, req, budget).await
+        self.attempt_on(idx, req, budget, traffic).await
     }
 
     /// The time one attempt may take: the remaining deadline, capped by the attempt timeout
@@ -524,6 +536,7 @@ impl Inner {
         idx: usize,
         req: ModelInferRequest,
         budget: Duration,
+        traffic: Traffic,
     ) -> Result<ModelInferResponse, Status> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let e = &self.endpoints[idx];
@@ -551,7 +564,10 @@ impl Inner {
         match &result {
             Ok(_) => {
                 self.record_success(idx);
-                if let Some(h) = &self.hedge {
+                // The hedge delay is a percentile of the calls that hedge: session steps run
+                // another model, are never hedged, and under a latency fault on their node
+                // would otherwise raise the delay for every stateless call.
+                if let (Some(h), Traffic::Stateless) = (&self.hedge, traffic) {
                     h.record_success(start.elapsed());
                 }
             }
@@ -564,45 +580,6 @@ impl Inner {
             Err(_) => self.record_success(idx),
         }
         result
-    }
-
-    /// The first attempt of a hedged call: wait for it up to the hedge delay, then (budget
-    /// allowing) race a second attempt on another endpoint and take the first success.
-    async fn hedged_attempt(
-        &self,
-        hedge: &HedgeState,
-        idx: usize,
-        req: &ModelInferRequest,
-        call: &mut CallState,
-    ) -> Result<ModelInferResponse, Status> {
-        call.attempts += 1;
-        call.tried.push(idx);
-        let first = self.attempt_on(idx, req.clone(), self.attempt_budget(call));
-        tokio::pin!(first);
-        tokio::select! {
-            r = &mut first => return r,
-            () = tokio::time::sleep(hedge.delay()) => {}
-        }
-        let second_idx = match self.next_endpoint(call, None, None) {
-            Ok(Some(i)) if i != idx && hedge.try_acquire() => i,
-            _ => return first.await,
-        };
-        tracing::debug!(first = idx, second = second_idx, "hedging inference call");
-        call.attempts += 1;
-        call.tried.push(second_idx);
-        let second = self.attempt_on(second_idx, req.clone(), self.attempt_budget(call));
-        tokio::pin!(second);
-        let (done, other) = tokio::select! {
-            r = &mut first => (r, true),
-            r = &mut second => (r, false),
-        };
-        match done {
-            Err(s) if is_retryable(&s) || s.code() == Code::DeadlineExceeded => {
-                call.last = Some(s);
-                if other { second.await } else { first.await }
-            }
-            done => done,
-        }
     }
 
     /// Handles a failed attempt: `Ok` to retry, `Err` to return.

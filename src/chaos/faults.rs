@@ -286,7 +286,7 @@ impl<'a> Injector<'a> {
                 let name = redis.kill_primary().await?;
                 Ok(format!("SIGKILL {name} (the primary)"))
             }
-            FaultKind::Partition { isolate, between } => {
+            FaultKind::Partition { isolate, between } => blocking(|| {
                 let net = |e: super::netlab::NetLabError| FaultError::Network(e.to_string());
                 let mut lab = crate::cluster::lock(self.lab()?);
                 match (isolate, between) {
@@ -312,8 +312,8 @@ impl<'a> Injector<'a> {
                     }
                     (None, None) => Err(FaultError::Network("empty partition".into())),
                 }
-            }
-            FaultKind::Loss { zone, percent } => {
+            }),
+            FaultKind::Loss { zone, percent } => blocking(|| {
                 let net = |e: super::netlab::NetLabError| FaultError::Network(e.to_string());
                 let mut lab = crate::cluster::lock(self.lab()?);
                 let zones = self.zones(zone);
@@ -323,7 +323,7 @@ impl<'a> Injector<'a> {
                 }
                 self.remember(fault.index, ids);
                 Ok(format!("{percent}% packet loss on {zones:?}"))
-            }
+            }),
             FaultKind::Latency {
                 node,
                 latency_ms,
@@ -412,7 +412,7 @@ impl<'a> Injector<'a> {
                 }
                 Ok(format!("{region} released: its nodes restart"))
             }
-            FaultKind::Partition { .. } | FaultKind::Loss { .. } => {
+            FaultKind::Partition { .. } | FaultKind::Loss { .. } => blocking(|| {
                 let ids = self
                     .installed
                     .lock()
@@ -425,7 +425,7 @@ impl<'a> Injector<'a> {
                         .map_err(|e| FaultError::Network(e.to_string()))?;
                 }
                 Ok(format!("{} rule set(s) removed", ids.len()))
-            }
+            }),
             FaultKind::Latency { node, .. } => {
                 self.proxy(node)?.clear_latency();
                 Ok("latency removed".into())
@@ -559,5 +559,16 @@ impl<'a> Injector<'a> {
                 reason: s.message().to_owned(),
             })?;
         Ok(())
+    }
+}
+
+/// Runs `work`, which blocks (the netlab runs `ip` and `nft` and waits for them), without
+/// stalling the tasks queued on this runtime worker: on a multi-threaded runtime the worker
+/// hands its queue to another thread first. The load generator shares this runtime, and a
+/// worker stuck in `nft` on a busy 2-core machine would otherwise delay its timers.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

@@ -1,5 +1,5 @@
-//! Hedging state: when to send a second copy of a stateless call, and how many copies may be
-//! sent at all.
+//! Hedging: when to send a second copy of a stateless call, how many copies may be sent at
+//! all, and the race between the two.
 //!
 //! Hedging trades extra load for tail latency. Two things keep that trade safe: the hedge delay
 //! tracks a percentile of recent successful latencies (so only the slow tail is hedged), and a
@@ -8,15 +8,18 @@
 
 use std::{
     sync::{
-        Mutex, PoisonError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use hdrhistogram::Histogram;
+use tokio::task::JoinHandle;
+use tonic::{Code, Status};
 
-use super::HedgeConfig;
+use super::{CallState, HedgeConfig, Inner, Traffic, is_retryable};
+use crate::api::proto::inference::{ModelInferRequest, ModelInferResponse};
 
 /// Samples needed before the tracked percentile replaces `min_delay`.
 const MIN_SAMPLES: u64 = 100;
@@ -106,6 +109,71 @@ impl HedgeState {
     pub(super) fn hedges_sent(&self) -> u64 {
         self.hedges_sent.load(Ordering::Relaxed)
     }
+}
+
+impl Inner {
+    /// The first attempt of a hedged call: wait for it up to the hedge delay, then (budget
+    /// allowing) race a second attempt on another endpoint and take the first success.
+    ///
+    /// The attempt that loses the race is not cancelled: it runs on, within its own attempt
+    /// budget, so that its outcome still counts for its node. Cancelling it would let hedging
+    /// hide a stalled node (every call to it rescued by the hedge, none recorded as a failure,
+    /// so never ejected) until the hedge budget ran out and calls started waiting out the
+    /// attempt timeout.
+    pub(super) async fn hedged_attempt(
+        self: &Arc<Self>,
+        hedge: &HedgeState,
+        idx: usize,
+        req: &ModelInferRequest,
+        call: &mut CallState,
+    ) -> Result<ModelInferResponse, Status> {
+        call.attempts += 1;
+        call.tried.push(idx);
+        let mut first = self.spawn_attempt(idx, req.clone(), self.attempt_budget(call));
+        tokio::select! {
+            r = &mut first => return joined(r),
+            () = tokio::time::sleep(hedge.delay()) => {}
+        }
+        let second_idx = match self.next_endpoint(call, None, None) {
+            Ok(Some(i)) if i != idx && hedge.try_acquire() => i,
+            _ => return joined(first.await),
+        };
+        tracing::debug!(first = idx, second = second_idx, "hedging inference call");
+        call.attempts += 1;
+        call.tried.push(second_idx);
+        let mut second = self.spawn_attempt(second_idx, req.clone(), self.attempt_budget(call));
+        let (done, other) = tokio::select! {
+            r = &mut first => (joined(r), true),
+            r = &mut second => (joined(r), false),
+        };
+        match done {
+            Err(s) if is_retryable(&s) || s.code() == Code::DeadlineExceeded => {
+                call.last = Some(s);
+                joined(if other { second.await } else { first.await })
+            }
+            // Dropping the loser's handle detaches it; it finishes on its own.
+            done => done,
+        }
+    }
+
+    /// A stateless attempt as a task of its own, so that it can outlive the call that started
+    /// it (see [`Inner::hedged_attempt`]).
+    fn spawn_attempt(
+        self: &Arc<Self>,
+        idx: usize,
+        req: ModelInferRequest,
+        budget: Duration,
+    ) -> JoinHandle<Result<ModelInferResponse, Status>> {
+        let inner = Arc::clone(self);
+        tokio::spawn(async move { inner.attempt_on(idx, req, budget, Traffic::Stateless).await })
+    }
+}
+
+/// The result of an attempt task; a task that panicked is an internal error of this client.
+fn joined(
+    r: Result<Result<ModelInferResponse, Status>, tokio::task::JoinError>,
+) -> Result<ModelInferResponse, Status> {
+    r.unwrap_or_else(|e| Err(Status::internal(format!("attempt task failed: {e}"))))
 }
 
 fn duration_us(d: Duration) -> u64 {

@@ -307,6 +307,77 @@ async fn hedges_slow_calls_within_budget() {
 }
 
 #[tokio::test]
+async fn hedging_does_not_hide_a_stalled_node_from_ejection() {
+    let (stalled, stalled_fake) = start("stalled", Duration::from_millis(2000), Mode::Ok).await;
+    let (fast, _ff) = start("fast", Duration::ZERO, Mode::Ok).await;
+    let mut cfg = config(vec![endpoint(stalled, "r1"), endpoint(fast, "r2")]);
+    cfg.preferred_region = Some("r1".into()); // every first attempt goes to the stalled node
+    cfg.attempt_timeout = Some(Duration::from_millis(40));
+    cfg.eject_after = 3;
+    cfg.probe_interval = Duration::from_secs(60); // it answers health checks: no re-admission
+    cfg.hedge = Some(HedgeConfig {
+        percentile: 0.95,
+        min_delay: Duration::from_millis(5),
+        budget_ratio: 1.0,
+    });
+    let client = FudoClient::connect(cfg).await.expect("connect");
+
+    // Each call is rescued by its hedge long before the stalled attempt's timeout...
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let resp = client.infer(req()).await.expect("infer");
+        assert_eq!(resp.id, "fast");
+        assert!(
+            t0.elapsed() < Duration::from_millis(35),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+    // ...but the stalled attempts run on to their timeout and count against their node.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let node = &client.endpoints()[0];
+    assert!(node.ejected, "{node:?}");
+    assert_eq!(node.outstanding, 0, "{node:?}");
+    // Ejected, it gets no more first attempts: no more hedges either.
+    for _ in 0..5 {
+        assert_eq!(client.infer(req()).await.expect("infer").id, "fast");
+    }
+    assert_eq!(stalled_fake.calls(), 3);
+    assert_eq!(client.stats().hedges, 3);
+}
+
+#[tokio::test]
+async fn session_steps_do_not_set_the_hedge_delay() {
+    let (slow, _fs) = start("slow", Duration::from_millis(30), Mode::Ok).await;
+    let mut cfg = config(vec![endpoint(slow, "r1")]);
+    cfg.hedge = Some(HedgeConfig {
+        percentile: 0.5,
+        min_delay: Duration::from_millis(2),
+        budget_ratio: 0.1,
+    });
+    let client = FudoClient::connect(cfg).await.expect("connect");
+    // 200 slow session steps (more than the 100 samples the delay needs), all at once.
+    let steps = (0..200).map(|i| {
+        let client = client.clone();
+        async move { client.infer_session(&format!("s{i}"), req()).await }
+    });
+    for r in futures::future::join_all(steps).await {
+        r.expect("step");
+    }
+    let hedge = client.inner.hedge.as_ref().expect("hedging on");
+    assert_eq!(hedge.delay(), Duration::from_millis(2));
+    // Stateless calls do set it.
+    for r in futures::future::join_all((0..200).map(|_| client.infer(req()))).await {
+        r.expect("infer");
+    }
+    assert!(
+        hedge.delay() >= Duration::from_millis(25),
+        "{:?}",
+        hedge.delay()
+    );
+}
+
+#[tokio::test]
 async fn prober_stops_when_the_last_client_is_dropped() {
     let (a, _fa) = start("a", Duration::ZERO, Mode::Ok).await;
     let client = FudoClient::connect(config(vec![endpoint(a, "r1")]))
