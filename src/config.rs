@@ -361,6 +361,20 @@ impl Config {
         Ok(config)
     }
 
+    /// This configuration as it may be shown (`fudo serve --print-config`, support bundles):
+    /// the Redis URL's password and the region-link token replaced by `***`. Secrets reach pods
+    /// through the environment; printing the merged result must not copy them to a terminal or
+    /// a CI log.
+    #[must_use]
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        shown.sessions.redis_url = crate::sessions::redact_url(&self.sessions.redis_url);
+        if !shown.cluster.link_token.is_empty() {
+            shown.cluster.link_token = crate::sessions::REDACTED.to_owned();
+        }
+        shown
+    }
+
     /// Checks the values serde cannot check.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let m = &self.models;

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{SessionError, StepError, StoreError};
 pub use redis_store::{RedisStore, RedisStoreOptions};
-pub use redis_target::{RedisTarget, redact_url};
+pub use redis_target::{REDACTED, RedisTarget, redact_url};
 pub use redis_tls::{ca_for, load_ca_file};
 pub use snapshot::{SessionSnapshot, StepRecord};
 pub use store::{MemoryStore, SessionStore, StoreHealth};

@@ -33,7 +33,7 @@ pub struct ServeArgs {
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub overrides: Vec<String>,
     /// Print the effective configuration (defaults, file, environment and flags merged) as
-    /// TOML and exit.
+    /// TOML, with the Redis password and the link token shown as `***`, and exit.
     #[arg(long)]
     pub print_config: bool,
 }
@@ -52,7 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = Config::load(args.config.as_deref(), &overrides)?;
     if args.print_config {
-        print!("{}", toml::to_string(&config)?);
+        print!("{}", toml::to_string(&config.redacted())?);
         return Ok(());
     }
     super::logging::init(config.log.format, &config.log.level);

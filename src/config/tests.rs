@@ -44,6 +44,28 @@ fn printed_config_loads_back_unchanged() {
 }
 
 #[test]
+fn the_shown_config_hides_secrets_and_nothing_else() {
+    let mut c = Config::default();
+    assert_eq!(c.redacted(), c, "no secrets, nothing to hide");
+    c.sessions.redis_url = "rediss://fudo:s3cret@redis.internal:6379/0".to_owned();
+    c.cluster.link_token = "t0ken".to_owned();
+    let shown = toml::to_string(&c.redacted()).expect("serialize");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("t0ken"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("rediss://fudo:***@redis.internal:6379/0"),
+        "{shown}"
+    );
+    assert!(shown.contains("link_token = \"***\""), "{shown}");
+    let mut back = c.redacted();
+    back.sessions.redis_url.clone_from(&c.sessions.redis_url);
+    back.cluster.link_token.clone_from(&c.cluster.link_token);
+    assert_eq!(back, c, "only the two secrets differ");
+}
+
+#[test]
 fn redis_ca_file_is_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let set = |path: &std::path::Path, url: &str| {
